@@ -1,0 +1,1 @@
+"""Built-in diffusion laws: heat (Ornstein-Uhlenbeck), pme, custom F."""

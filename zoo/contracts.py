@@ -1,0 +1,423 @@
+"""The contract of every plugin kind, written once.
+
+A plugin is a frozen dataclass subclassing one of the kind bases below; its
+dataclass fields are its options (``em:alpha=0.5`` builds ``EulerMaruyama(alpha=0.5)``).
+Plugins reach zoo only through the hooks in :mod:`zoo.hookspecs`.
+
+Conventions (../shared/reference/MATH.md section 1), used everywhere:
+
+* forward time ``t`` runs from the data (t = 0) to the stationary law (t = T);
+* transport form ``d/dt rho + div(rho u) = 0`` with ``u = -(grad p + x)``,
+  ``p = F'(rho)`` the pressure (for heat ``grad p = grad log rho``, the score);
+* generation integrates ``dY/ds = grad p(Y, T - s) + Y`` (plus, for alpha > 0,
+  the extra drift ``alpha grad p`` and noise ``sqrt(2 alpha P(rho)/rho) dW``) along a
+  *decreasing* grid of forward times ``T = t_0 > t_1 > ... > t_K = t_min``.
+
+Shapes: a batch of ``n`` samples of a data set with ``shape`` is a tensor
+``(n, *shape)``; times passed to fields are tensors ``(n,)``.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+from typing import Any, Callable, ClassVar, Iterable, Iterator
+
+import torch
+from torch import Tensor, nn
+
+from zoo.errors import ZooError
+
+
+# --------------------------------------------------------------------------- base
+
+
+@dataclass(frozen=True)
+class Plugin:
+    """Base of every plugin. Subclasses are frozen dataclasses whose fields are options."""
+
+    kind: ClassVar[str] = ""
+    name: ClassVar[str] = ""
+    summary: ClassVar[str] = ""  # one line shown by `zoo plugins`
+    positional: ClassVar[str | None] = None  # option filled by a bare SPEC value (file:PATH -> path)
+
+    @classmethod
+    def option_names(cls) -> list[str]:
+        return [f.name for f in dataclasses.fields(cls) if f.init]
+
+    def options(self) -> dict[str, Any]:
+        return {name: getattr(self, name) for name in self.option_names()}
+
+    @property
+    def spec(self) -> str:
+        """Canonical SPEC with every option spelled out: what result rows record."""
+        from zoo.spec import format_value
+
+        parts = [self.name] + [f"{k}={format_value(v)}" for k, v in self.options().items()]
+        return ":".join(parts)
+
+    def fail(self, message: str) -> None:
+        """Raise a one-line user error prefixed by the plugin's name (use in __post_init__)."""
+        raise ZooError(f"{self.kind} {self.name!r}: {message}")
+
+
+# --------------------------------------------------------------------------- data
+
+
+@dataclass(frozen=True)
+class GaussianMixture:
+    """sum_k weights[k] N(means[k], covs[k]); means (K, d), covs (K, d, d), weights (K,)."""
+
+    weights: Tensor
+    means: Tensor
+    covs: Tensor
+
+    @property
+    def dim(self) -> int:
+        return self.means.shape[1]
+
+
+@dataclass(frozen=True)
+class Barenblatt:
+    """The stationary PME profile of exponent m, dilated by h0, in dimension dim (MATH.md section 4)."""
+
+    m: float
+    dim: int
+    h0: float = 1.0
+
+
+@dataclass(frozen=True)
+class Dataset(Plugin):
+    """A data set: a fixed train split, a held-out split, a shape, and what is known exactly.
+
+    Splits are float32 tensors ``(n, *shape)`` on the CPU, reproducible from the
+    options alone (synthetic sets draw from their own ``seed`` option).
+    """
+
+    kind: ClassVar[str] = "dataset"
+    default_network: ClassVar[str] = "mlp"
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return tuple(self.train().shape[1:])
+
+    def train(self) -> Tensor:
+        raise NotImplementedError
+
+    def test(self) -> Tensor:
+        raise NotImplementedError
+
+    def labels(self, split: str) -> Tensor | None:
+        """Integer class labels ``(n,)`` of a split, where the data set has them."""
+        return None
+
+    @property
+    def exact(self) -> GaussianMixture | Barenblatt | None:
+        """The exact density of the data, where known (a law may then give its exact velocity)."""
+        return None
+
+    @property
+    def is_image(self) -> bool:
+        return len(self.shape) == 3
+
+
+# --------------------------------------------------------------------------- fields
+
+
+class Field(nn.Module):
+    """What samplers see: the pressure gradient ``grad p(x, t)`` of a law at forward time t.
+
+    The transport velocity is ``u = -grad_p - x``. Every call of :meth:`grad_p` or
+    :meth:`pressure` that evaluates the underlying network counts one NFE (a batched call
+    counts once), so samplers report what they really spent.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.nfe = 0
+
+    def grad_p(self, x: Tensor, t: Tensor) -> Tensor:
+        """x (n, *shape), t (n,) -> grad p (n, *shape)."""
+        raise NotImplementedError
+
+    def pressure(self, x: Tensor, t: Tensor) -> Tensor:
+        """x (n, *shape), t (n,) -> p (n,). Needed by stochastic samplers of nonlinear laws."""
+        raise ZooError(f"{type(self).__name__} gives no pressure; train a scalar pressure network")
+
+    def velocity(self, x: Tensor, t: Tensor) -> Tensor:
+        return -self.grad_p(x, t) - x
+
+
+class FunctionField(Field):
+    """A Field from plain functions (exact velocities, tests): each call counts one NFE."""
+
+    def __init__(self, grad_p: Callable[[Tensor, Tensor], Tensor],
+                 pressure: Callable[[Tensor, Tensor], Tensor] | None = None) -> None:
+        super().__init__()
+        self._grad_p = grad_p
+        self._pressure = pressure
+
+    def grad_p(self, x: Tensor, t: Tensor) -> Tensor:
+        self.nfe += 1
+        return self._grad_p(x, t)
+
+    def pressure(self, x: Tensor, t: Tensor) -> Tensor:
+        if self._pressure is None:
+            return super().pressure(x, t)
+        self.nfe += 1
+        return self._pressure(x, t)
+
+
+# --------------------------------------------------------------------------- networks
+
+
+@dataclass(frozen=True)
+class BuildContext:
+    """What a network needs to build itself."""
+
+    shape: tuple[int, ...]  # data shape
+    output: str  # "vector": output shaped like x; "scalar": output (n,)
+    law: "Law"
+    dataset: Dataset
+
+
+@dataclass(frozen=True)
+class Network(Plugin):
+    """A velocity network: ``build(ctx)`` returns an ``nn.Module`` with ``forward(x (n,*shape), t (n,))``.
+
+    A learned network's output is read by its law (:meth:`Law.field`). A non-learned one
+    (``learned = False``: ``exact``, ``empirical``) returns a ready :class:`Field` from
+    :meth:`field` and is never trained.
+    """
+
+    kind: ClassVar[str] = "network"
+    learned: ClassVar[bool] = True
+
+    def build(self, ctx: BuildContext) -> nn.Module:
+        raise NotImplementedError
+
+    def field(self, law: "Law", dataset: Dataset) -> Field:
+        raise NotImplementedError
+
+
+# --------------------------------------------------------------------------- laws
+
+
+Alpha = Callable[[float], float]  # noise strength as a function of forward time t
+
+
+@dataclass
+class ReverseProcess:
+    """The alpha family of reverse processes of one law and one field (MATH.md section 6).
+
+    dY = [(1 + alpha) grad p + Y] ds + sqrt(2 alpha P(rho)/rho) dW, integrated over s = T - t.
+    """
+
+    law: "Law"
+    field: Field
+    alpha: Alpha
+
+    def drift(self, y: Tensor, t: float) -> Tensor:
+        """dY/ds at forward time t (one NFE)."""
+        tt = torch.full((y.shape[0],), float(t), dtype=y.dtype, device=y.device)
+        return (1.0 + self.alpha(t)) * self.field.grad_p(y, tt) + y
+
+    def ode_drift(self, y: Tensor, t: Tensor | float) -> Tensor:
+        """The probability-flow drift (alpha = 0); t a float or per-sample (n,)."""
+        if not torch.is_tensor(t):
+            t = torch.full((y.shape[0],), float(t), dtype=y.dtype, device=y.device)
+        return self.field.grad_p(y, t) + y
+
+    def noise_std(self, y: Tensor, t: float) -> Tensor:
+        """sqrt(2 alpha P(rho)/rho) at (y, t): shape (n,) broadcastable over y's trailing dims."""
+        a = self.alpha(t)
+        if a == 0.0:
+            return torch.zeros(y.shape[0], dtype=y.dtype, device=y.device)
+        tt = torch.full((y.shape[0],), float(t), dtype=y.dtype, device=y.device)
+        return torch.sqrt(2.0 * a * self.law.pressure_ratio(self.field, y, tt).clamp_min(0.0))
+
+
+@dataclass(frozen=True)
+class Law(Plugin):
+    """A forward diffusion law d/dt rho = div(rho (grad F'(rho) + x)) and how to learn and reverse it.
+
+    Options common to every law: ``T`` (horizon) and ``t_min`` (where generation stops).
+    """
+
+    kind: ClassVar[str] = "law"
+    network_output: ClassVar[str] = "vector"  # what build() is asked for: "vector" or "scalar"
+
+    T: float = 5.0
+    t_min: float = 1e-3
+
+    def __post_init__(self) -> None:
+        if not (self.T > 0 and math.isfinite(self.T)):
+            self.fail(f"T must be a positive number, got {self.T}")
+        if not (0 < self.t_min < self.T):
+            self.fail(f"t_min must lie in (0, T), got {self.t_min}")
+
+    # -- the stationary state
+    def prior(self, n: int, shape: tuple[int, ...], generator: torch.Generator) -> Tensor:
+        """n samples (n, *shape) of the stationary law rho_inf, drawn with ``generator``."""
+        raise NotImplementedError
+
+    # -- learning
+    def prepare(self, data: Tensor, generator: torch.Generator) -> dict[str, Tensor]:
+        """Whatever training needs, computed once from the train split (n, *shape):
+        tensors sharing a first dimension, from which :meth:`loss` gets random minibatches.
+        Heat returns ``{"x0": data}``; nonlinear laws record the blob particle flow."""
+        return {"x0": data}
+
+    def loss(self, network: nn.Module, batch: dict[str, Tensor], generator: torch.Generator) -> Tensor:
+        """Scalar training loss of a learned network on one minibatch."""
+        raise NotImplementedError
+
+    def field(self, network: nn.Module) -> Field:
+        """Wrap a trained network's output as a Field (counting its evaluations)."""
+        raise NotImplementedError
+
+    # -- exact references (optional)
+    def exact_field(self, target: Any) -> Field:
+        """The exact field when the data law ``target`` (Dataset.exact) is known."""
+        raise ZooError(f"law {self.name!r} has no exact velocity for {type(target).__name__ if target is not None else 'this data set'}")
+
+    def empirical_field(self, points: Tensor) -> Field:
+        """The exact field of the law started from the empirical measure of ``points``."""
+        raise ZooError(f"law {self.name!r} has no closed-form empirical velocity")
+
+    # -- reversing
+    def pressure_ratio(self, field: Field, x: Tensor, t: Tensor) -> Tensor:
+        """P(rho)/rho at (x, t), shape (n,): the noise variance factor of the stochastic sampler."""
+        raise NotImplementedError
+
+    def reverse(self, field: Field, alpha: float | Alpha = 0.0) -> ReverseProcess:
+        """The reverse process with noise strength alpha >= 0 (a constant or a function of t)."""
+        fn = alpha if callable(alpha) else (lambda t, a=float(alpha): a)
+        return ReverseProcess(self, field, fn)
+
+    def time_grid(self, steps: int, kind: str = "geometric") -> Tensor:
+        """Decreasing forward times (steps + 1,) from T to t_min."""
+        from zoo.grids import time_grid
+
+        return time_grid(self.T, self.t_min, steps, kind)
+
+
+# --------------------------------------------------------------------------- samplers
+
+
+class Noise:
+    """Per-sample seeded Gaussian noise: sample i always sees the same stream,
+    whatever the batch it is drawn in (so results do not depend on batch size)."""
+
+    def __init__(self, seed: int, indices: Iterable[int], shape: tuple[int, ...],
+                 dtype: torch.dtype = torch.float32, device: torch.device | str = "cpu") -> None:
+        self.generators = [seeded_generator(seed, i) for i in indices]
+        self.shape = tuple(shape)
+        self.dtype = dtype
+        self.device = torch.device(device)
+
+    def randn(self) -> Tensor:
+        """One fresh draw (n, *shape)."""
+        out = torch.stack([torch.randn(self.shape, generator=g, dtype=self.dtype) for g in self.generators])
+        return out.to(self.device)
+
+    def __len__(self) -> int:
+        return len(self.generators)
+
+
+def seeded_generator(seed: int, index: int = 0) -> torch.Generator:
+    """A CPU generator for stream ``index`` of ``seed``: streams never overlap in practice."""
+    mixed = (int(seed) * 0x9E3779B97F4A7C15 + int(index) * 0xBF58476D1CE4E5B9 + 0x94D049BB133111EB) % (2**63 - 1)
+    return torch.Generator().manual_seed(mixed)
+
+
+@dataclass(frozen=True)
+class Sampler(Plugin):
+    """A reverse-time integrator. One signature for all: :meth:`sample`.
+
+    ``nfe`` is the budget of network evaluations per sample trajectory; the sampler turns it into
+    a grid with :meth:`steps_for` and the count it really spent is read from the field.
+    """
+
+    kind: ClassVar[str] = "sampler"
+    stochastic: ClassVar[bool] = False
+    laws: ClassVar[tuple[str, ...] | None] = None  # law names supported; None: every law
+
+    grid: str = "geometric"  # time grid kind, see zoo.grids
+
+    @property
+    def alpha(self) -> float | Alpha:
+        """Noise strength: 0 for deterministic samplers."""
+        return 0.0
+
+    def supports(self, law: Law) -> bool:
+        return self.laws is None or law.name in self.laws
+
+    def steps_for(self, nfe: int) -> int:
+        """Number of grid intervals that spend about ``nfe`` evaluations."""
+        return max(1, int(nfe))
+
+    def sample(self, process: ReverseProcess, x: Tensor, grid: Tensor, noise: Noise) -> Tensor:
+        """Integrate from x (n, *shape) ~ rho_T along grid (K+1,), decreasing from T; return (n, *shape)."""
+        raise NotImplementedError
+
+
+# --------------------------------------------------------------------------- metrics
+
+
+@dataclass
+class EvalContext:
+    """What a metric may look at besides the generated samples."""
+
+    dataset: Dataset
+    train: Tensor  # (N, *shape) train split
+    reference: Tensor  # (M, *shape) held-out split: the comparison law
+    seed: int = 0
+    device: str = "cpu"
+    law: Law | None = None
+    field: Field | None = None  # the trained field, for velocity-error metrics
+    cache_dir: str | None = None
+
+
+@dataclass(frozen=True)
+class Metric(Plugin):
+    """A metric: ``compute(samples, ctx)`` -> {metric name: float}. ``applies`` filters data sets.
+
+    ``floor(ctx)`` gives the same statistic for held-out real data, where one makes sense.
+    """
+
+    kind: ClassVar[str] = "metric"
+    higher_is_better: ClassVar[dict[str, bool]] = {}
+
+    def applies(self, dataset: Dataset) -> bool:
+        return True
+
+    def compute(self, samples: Tensor, ctx: EvalContext) -> dict[str, float]:
+        raise NotImplementedError
+
+
+# --------------------------------------------------------------------------- executors
+
+
+@dataclass(frozen=True)
+class Executor(Plugin):
+    """Runs independent jobs: ``map(fn, jobs)`` yields ``(job, result)`` as each finishes.
+
+    ``fn`` is a module-level function of one JSON-able dict returning a small JSON-able dict;
+    artifacts go to the filesystem, never through the executor.
+    """
+
+    kind: ClassVar[str] = "executor"
+
+    def map(self, fn: Callable[[dict], dict], jobs: list[dict]) -> Iterator[tuple[dict, dict]]:
+        raise NotImplementedError
+
+
+KINDS: dict[str, type[Plugin]] = {
+    "law": Law,
+    "network": Network,
+    "sampler": Sampler,
+    "dataset": Dataset,
+    "metric": Metric,
+    "executor": Executor,
+}

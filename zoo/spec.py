@@ -1,0 +1,80 @@
+"""SPEC strings: ``name`` or ``name:key=value[:key=value...]``.
+
+Examples: ``em:alpha=0.5``, ``pme:m=2``, ``file:PATH`` (a bare value after the
+name is the plugin's positional option, here the path).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from zoo.errors import ZooError
+
+
+def parse_value(text: str) -> Any:
+    """``'3'`` -> 3, ``'0.5'`` -> 0.5, ``'true'`` -> True, anything else stays a string."""
+    low = text.strip().lower()
+    if low in ("true", "false"):
+        return low == "true"
+    for cast in (int, float):
+        try:
+            return cast(text)
+        except ValueError:
+            pass
+    return text
+
+
+def format_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float) and value.is_integer() and abs(value) < 1e15:
+        return repr(value)
+    return str(value)
+
+
+@dataclass(frozen=True)
+class Spec:
+    name: str
+    options: dict[str, Any] = field(default_factory=dict)
+    positional: str | None = None  # a bare value after the name, e.g. the PATH in file:PATH
+
+    @classmethod
+    def parse(cls, text: str) -> "Spec":
+        text = text.strip()
+        if not text:
+            raise ZooError("empty plugin spec")
+        name, _, rest = text.partition(":")
+        name = name.strip()
+        if not name:
+            raise ZooError(f"spec {text!r} has no name")
+        options: dict[str, Any] = {}
+        positional = None
+        if rest:
+            parts = rest.split(":")
+            if "=" not in parts[0]:
+                # file:/some/path:with:colons keeps everything up to the first key=value part
+                keep = [parts.pop(0)]
+                while parts and "=" not in parts[0]:
+                    keep.append(parts.pop(0))
+                positional = ":".join(keep)
+            for part in parts:
+                key, eq, value = part.partition("=")
+                key = key.strip()
+                if not eq or not key:
+                    raise ZooError(f"spec {text!r}: expected key=value, got {part!r}")
+                if key in options:
+                    raise ZooError(f"spec {text!r}: option {key!r} given twice")
+                options[key] = parse_value(value.strip())
+        return cls(name, options, positional)
+
+    def __str__(self) -> str:
+        parts = [self.name]
+        if self.positional is not None:
+            parts.append(self.positional)
+        parts += [f"{k}={format_value(v)}" for k, v in self.options.items()]
+        return ":".join(parts)
+
+
+def split_list(values: tuple[str, ...] | list[str]) -> list[str]:
+    """Split repeatable, comma-separated CLI values: ('heat,pme:m=3', 'heun') -> ['heat', 'pme:m=3', 'heun']."""
+    return [item.strip() for value in values for item in value.split(",") if item.strip()]
