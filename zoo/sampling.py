@@ -14,6 +14,42 @@ from zoo.contracts import Field, Law, Noise, Sampler, seeded_generator
 from zoo.errors import ZooError
 
 
+CHUNK = 256  # rows per network call during generation
+
+
+class BatchInvariant(Field):
+    """Evaluates a field in fixed-size, padded chunks of rows.
+
+    CPU matrix kernels pick their blocking by the number of rows, so the same sample can get
+    different low bits in a batch of 7 and in one of 1000. Calling the field only ever with
+    CHUNK rows makes every sample's numbers independent of the batch it travels in.
+    One call of this wrapper counts one NFE, however many chunks it takes.
+    """
+
+    def __init__(self, inner: Field, chunk: int = CHUNK) -> None:
+        super().__init__()
+        self.inner = inner
+        self.chunk = chunk
+
+    def _chunked(self, fn, x: Tensor, t: Tensor) -> Tensor:
+        self.nfe += 1
+        out = []
+        for start in range(0, x.shape[0], self.chunk):
+            xb, tb = x[start:start + self.chunk], t[start:start + self.chunk]
+            pad = self.chunk - xb.shape[0]
+            if pad:  # repeat the first row: padded rows must be valid inputs, then are dropped
+                xb = torch.cat([xb, xb[:1].expand(pad, *xb.shape[1:])])
+                tb = torch.cat([tb, tb[:1].expand(pad)])
+            out.append(fn(xb, tb)[: self.chunk - pad])
+        return torch.cat(out)
+
+    def grad_p(self, x: Tensor, t: Tensor) -> Tensor:
+        return self._chunked(self.inner.grad_p, x, t)
+
+    def pressure(self, x: Tensor, t: Tensor) -> Tensor:
+        return self._chunked(self.inner.pressure, x, t)
+
+
 @dataclass
 class Generated:
     samples: Tensor  # (n, *shape) float32 on the CPU
@@ -39,7 +75,8 @@ def generate(law: Law, field: Field, sampler: Sampler, *, n: int, nfe: int, shap
                        f"(it supports: {', '.join(sampler.laws or ())})")
     device = torch.device(device)
     grid = law.time_grid(sampler.steps_for(nfe), sampler.grid)
-    process = law.reverse(field.to(device), sampler.alpha)
+    field = BatchInvariant(field.to(device))
+    process = law.reverse(field, sampler.alpha)
     outputs, counted = [], 0
     with torch.no_grad():
         for start in range(0, n, batch_size):
