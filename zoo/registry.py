@@ -33,7 +33,7 @@ import pluggy
 from zoo import hookspecs
 from zoo.contracts import KINDS, Plugin
 from zoo.errors import ZooError
-from zoo.spec import Spec
+from zoo.spec import Spec, format_value
 
 ENTRY_POINT_GROUP = "zoo"
 
@@ -78,11 +78,10 @@ class Registry:
         self.entries: dict[str, dict[str, Entry]] = {kind: {} for kind in KINDS}
         self.problems: list[Problem] = []
         self._provenance: dict[str, tuple[str, str]] = {}
+        self._found: set[str] = set()
         self._only = _env_list("ZOO_PLUGINS")
         self._disabled = _env_list("ZOO_DISABLE_PLUGINS") or set()
-        if os.environ.get("ZOO_TRACE_PLUGINS"):
-            self.pm.trace.root.setwriter(lambda message: sys.stderr.write(f"[zoo trace] {message}"))
-            self.pm.enable_tracing()
+        self._trace = bool(os.environ.get("ZOO_TRACE_PLUGINS"))
         if entry_points:
             self._load_entry_points()
         dirs = list(plugins_dirs)
@@ -90,39 +89,70 @@ class Registry:
             dirs += os.environ["ZOO_PLUGINS_DIR"].split(os.pathsep)
         for folder in dirs:
             self._load_dir(folder)
+        if entry_points:
+            self._check_selection()
 
     # ------------------------------------------------------------------ loading
     def _wanted(self, name: str) -> bool:
         return name not in self._disabled and (self._only is None or name in self._only)
 
+    def _log(self, message: str) -> None:
+        if self._trace:
+            sys.stderr.write(f"[zoo trace] {message}\n")
+
+    def _problem(self, plugin: str, reason: str) -> None:
+        self._log(f"problem in {plugin}: {reason}")
+        self.problems.append(Problem(plugin, reason))
+
     def _load_entry_points(self) -> None:
         seen: set[str] = set()
         for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
-            if ep.name in seen or not self._wanted(ep.name):
+            if ep.name in seen:
                 continue  # the same distribution can be visible twice on sys.path
             seen.add(ep.name)
+            if not self._wanted(ep.name):
+                self._log(f"skip {ep.name} ({ep.value}): disabled")
+                continue
             dist = ep.dist.name if ep.dist is not None else "?"
             version = ep.dist.version if ep.dist is not None else "?"
+            self._log(f"load {ep.name} = {ep.value} from {dist} {version}")
             try:
                 module = ep.load()
-            except Exception as exc:  # a broken plugin must not take zoo down
-                self.problems.append(Problem(ep.name, f"import failed: {type(exc).__name__}: {exc}"))
+            except (Exception, SystemExit) as exc:  # a broken plugin must not take zoo down
+                self._problem(ep.name, f"import failed: {type(exc).__name__}: {exc}")
                 continue
             self.add(module, name=ep.name, distribution=dist, version=version)
+        self._found = seen
+
+    def _check_selection(self) -> None:
+        """ZOO_PLUGINS naming a plugin that exists nowhere is a problem, not silence."""
+        if self._only is None:
+            return
+        for name in sorted(self._only - self._found - set(self._provenance)):
+            self._problem(name, "selected by ZOO_PLUGINS but no such plugin was found")
 
     def _load_dir(self, folder: str) -> None:
         path = Path(folder)
         if not path.is_dir():
             raise ZooError(f"plugins dir {folder!r} is not a folder")
         for file in sorted(path.glob("*.py")):
-            if not self._wanted(file.stem):
+            if file.stem.startswith("_"):
                 continue
+            self._found.add(file.stem)
+            if not self._wanted(file.stem):
+                self._log(f"skip {file}: disabled")
+                continue
+            self._log(f"load {file.stem} from {file}")
+            # in sys.modules so that type hints resolve and process pools can pickle its classes
+            module_name = f"zoo_plugins_dir.{file.stem}"
             try:
-                spec = importlib.util.spec_from_file_location(f"zoo_dir_plugin_{file.stem}", file)
+                spec = importlib.util.spec_from_file_location(module_name, file)
                 module = importlib.util.module_from_spec(spec)
+                sys.modules[module_name] = module
                 spec.loader.exec_module(module)
-            except Exception as exc:
-                self.problems.append(Problem(file.stem, f"import failed: {type(exc).__name__}: {exc}"))
+            except (Exception, SystemExit) as exc:
+                sys.modules.pop(module_name, None)
+                self._problem(file.stem, f"import failed: {type(exc).__name__}: {exc}")
                 continue
             self.add(module, name=file.stem, distribution=f"file:{file}", version="-")
 
@@ -131,7 +161,7 @@ class Registry:
         """Register a plugin module or object and collect what its hooks register."""
         name = name or getattr(plugin, "__name__", None) or type(plugin).__name__
         if self.pm.has_plugin(name) or self.pm.is_registered(plugin):
-            self.problems.append(Problem(name, "plugin registered twice"))
+            self._problem(name, "plugin registered twice")
             return name
         try:
             self.pm.register(plugin, name=name)
@@ -139,20 +169,23 @@ class Registry:
         except Exception as exc:
             if self.pm.is_registered(plugin):
                 self.pm.unregister(plugin)
-            self.problems.append(Problem(name, f"invalid hooks: {exc}"))
+            self._problem(name, f"invalid hooks: {exc}")
             return name
+        if not any(impl.plugin is plugin for hook in hookspecs.HOOK_KINDS
+                   for impl in getattr(self.pm.hook, hook).get_hookimpls()):
+            self._problem(name, f"implements no zoo hook (expected one of {', '.join(hookspecs.HOOK_KINDS)})")
         self._provenance[name] = (distribution, version)
         self._collect(plugin, name)
         return name
 
     def remove(self, name: str) -> None:
         """Unregister a plugin module and everything it registered."""
-        plugin = self.pm.unregister(name=name)
-        if plugin is None:
-            return
+        if self.pm.has_plugin(name):
+            self.pm.unregister(name=name)
         for kind in self.entries:
             self.entries[kind] = {k: e for k, e in self.entries[kind].items() if e.plugin != name}
         self.problems = [p for p in self.problems if p.plugin != name]
+        self._provenance.pop(name, None)
 
     def _collect(self, plugin: object, plugin_name: str) -> None:
         distribution, version = self._provenance[plugin_name]
@@ -161,22 +194,25 @@ class Registry:
             for impl in impls:
                 def register(cls: type, _kind: str = kind) -> None:
                     self._register(_kind, cls, plugin_name, distribution, version)
+                self._log(f"call {plugin_name}.{hook_name}(register)")
                 try:
-                    impl.function(register)
+                    # pluggy lets an implementation take fewer arguments than its spec
+                    impl.function(*([register] if impl.argnames else []))
                 except Exception as exc:
-                    self.problems.append(Problem(plugin_name, f"{hook_name} raised {type(exc).__name__}: {exc}"))
+                    self._problem(plugin_name, f"{hook_name} raised {type(exc).__name__}: {exc}")
 
     def _register(self, kind: str, cls: type, plugin: str, distribution: str, version: str) -> None:
         base = KINDS[kind]
         reason = contract_violation(kind, cls)
         label = getattr(cls, "name", None) or getattr(cls, "__name__", repr(cls))
         if reason:
-            self.problems.append(Problem(plugin, f"{kind} {label!r} breaks the {base.__name__} contract: {reason}"))
+            self._problem(plugin, f"{kind} {label!r} breaks the {base.__name__} contract: {reason}")
             return
         taken = self.entries[kind].get(cls.name)
         if taken is not None:
-            self.problems.append(Problem(plugin, f"{kind} name {cls.name!r} is already registered by plugin {taken.plugin!r}"))
+            self._problem(plugin, f"{kind} name {cls.name!r} is already registered by plugin {taken.plugin!r}")
             return
+        self._log(f"  {plugin} registered {kind} {cls.name!r} ({cls.__module__}.{cls.__qualname__})")
         self.entries[kind][cls.name] = Entry(kind, cls.name, cls, plugin, distribution, version)
 
     # ------------------------------------------------------------------ lookup
@@ -206,25 +242,60 @@ class Registry:
         return [e for kind in self.entries for e in sorted(self.entries[kind].values(), key=lambda e: e.name)]
 
 
+OPTION_TYPES = (bool, int, float, str, type(None))
+
+
+def _hint_args(hint: Any) -> tuple[Any, ...]:
+    """The member types of an option's hint: ``float | None`` -> (float, NoneType)."""
+    if typing.get_origin(hint) in (typing.Union, types.UnionType):
+        return typing.get_args(hint)
+    return (hint,)
+
+
 def contract_violation(kind: str, cls: Any) -> str | None:
     """Why ``cls`` cannot serve as a plugin of ``kind``, or None."""
     base = KINDS[kind]
     if not isinstance(cls, type) or not issubclass(cls, base):
         return f"expected a subclass of zoo.contracts.{base.__name__}, got {cls!r}"
-    if not dataclasses.is_dataclass(cls) or not cls.__dataclass_params__.frozen:
-        return "must be a @dataclass(frozen=True)"
-    if not isinstance(getattr(cls, "name", None), str) or not cls.name or ":" in cls.name or "," in cls.name:
-        return "needs a class attribute `name` (a non-empty string without ':' or ',')"
+    if "__dataclass_params__" not in cls.__dict__ or not cls.__dataclass_params__.frozen:
+        return f"{cls.__qualname__} must be decorated with @dataclass(frozen=True)"
+    name = getattr(cls, "name", None)
+    if not isinstance(name, str) or not name or any(c in name for c in ":,= \t"):
+        return "needs a class attribute `name` (a non-empty string without ':', ',', '=' or spaces)"
+    if not isinstance(getattr(cls, "summary", ""), str):
+        return "`summary` must be a string"
+    options = cls.option_names()
+    if cls.positional is not None and cls.positional not in options:
+        return f"positional option {cls.positional!r} is not one of its options ({', '.join(options) or 'none'})"
     required = [f.name for f in dataclasses.fields(cls)
                 if f.init and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING]
-    if required and cls.positional not in required:
-        return f"options without defaults: {', '.join(required)}"
+    if [r for r in required if r != cls.positional]:
+        return f"options without defaults: {', '.join(r for r in required if r != cls.positional)}"
+    try:
+        hints = typing.get_type_hints(cls)
+    except Exception as exc:
+        return f"its type hints do not resolve ({type(exc).__name__}: {exc})"
+    for option in options:
+        args = _hint_args(hints.get(option))
+        if not all(a in OPTION_TYPES or typing.get_origin(a) is typing.Literal for a in args):
+            return (f"option {option!r} has type {hints.get(option)!r}; options must be "
+                    "bool, int, float, str, a Literal, or one of these or None")
+    if kind == "sampler" and cls.laws is not None and (
+            not isinstance(cls.laws, tuple) or not all(isinstance(n, str) for n in cls.laws)):
+        return f"`laws` must be None or a tuple of law names, got {cls.laws!r}"
     return None
 
 
 def _coerce(cls: type, key: str, value: Any, hints: dict[str, Any]) -> Any:
+    """A parsed SPEC value checked against (and converted to) the option's type hint."""
     hint = hints.get(key)
-    args = set(typing.get_args(hint)) if typing.get_origin(hint) in (typing.Union, types.UnionType) else {hint}
+    args = _hint_args(hint)
+    for literal in (a for a in args if typing.get_origin(a) is typing.Literal):
+        choices = typing.get_args(literal)
+        if value in choices or format_value(value) in choices:
+            return value if value in choices else format_value(value)
+        raise ZooError(f"{cls.kind} {cls.name!r}: option {key}={format_value(value)} "
+                       f"should be one of {', '.join(map(format_value, choices))}")
     if value == "none" and type(None) in args:
         return None
     if isinstance(value, bool):
@@ -235,13 +306,13 @@ def _coerce(cls: type, key: str, value: Any, hints: dict[str, Any]) -> Any:
             return value
         if float in args:
             return float(value)
-        if str in args:
-            return str(value)
     elif isinstance(value, str):
-        if str in args or hint is None:
+        if hint is None or str in args:
             return value
+    if str in args:  # "true" or "3" meant as text
+        return format_value(value)
     expected = " or ".join(getattr(a, "__name__", str(a)) for a in args if a is not type(None))
-    raise ZooError(f"{cls.kind} {cls.name!r}: option {key}={value!r} should be {expected}")
+    raise ZooError(f"{cls.kind} {cls.name!r}: option {key}={format_value(value)} should be {expected}")
 
 
 def build(cls: type[Plugin], spec: Spec) -> Any:
@@ -250,20 +321,29 @@ def build(cls: type[Plugin], spec: Spec) -> Any:
     if spec.positional is not None:
         if cls.positional is None:
             raise ZooError(f"{cls.kind} {cls.name!r}: unexpected value {spec.positional!r} (use key=value)")
+        if cls.positional in options:
+            raise ZooError(f"{cls.kind} {cls.name!r}: option {cls.positional!r} given twice")
         options[cls.positional] = spec.positional
     allowed = cls.option_names()
     unknown = [k for k in options if k not in allowed]
     if unknown:
         raise ZooError(f"{cls.kind} {cls.name!r}: unknown option {unknown[0]!r} "
                        f"(options: {', '.join(allowed) or 'none'})")
+    if cls.positional is not None and cls.positional not in options and not _has_default(cls, cls.positional):
+        raise ZooError(f"{cls.kind} {cls.name!r} needs a value: {cls.name}:{cls.positional.upper()}")
     hints = typing.get_type_hints(cls)
     options = {k: _coerce(cls, k, v, hints) for k, v in options.items()}
     try:
         return cls(**options)
     except ZooError:
         raise
-    except TypeError as exc:
+    except (TypeError, ValueError) as exc:  # a plugin that validates without self.fail
         raise ZooError(f"{cls.kind} {cls.name!r}: {exc}") from None
+
+
+def _has_default(cls: type, option: str) -> bool:
+    f = next(f for f in dataclasses.fields(cls) if f.name == option)
+    return f.default is not dataclasses.MISSING or f.default_factory is not dataclasses.MISSING
 
 
 _default: Registry | None = None

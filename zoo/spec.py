@@ -1,7 +1,9 @@
 """SPEC strings: ``name`` or ``name:key=value[:key=value...]``.
 
 Examples: ``em:alpha=0.5``, ``pme:m=2``, ``file:PATH`` (a bare value after the
-name is the plugin's positional option, here the path).
+name is the plugin's positional option, here the path). Colons inside values are
+kept: ``file:/a:b:c`` has the positional value ``/a:b:c``, and in
+``file:path=/a:b:seed=1`` the part ``b`` (no ``=``) continues the value of ``path``.
 """
 from __future__ import annotations
 
@@ -25,9 +27,10 @@ def parse_value(text: str) -> Any:
 
 
 def format_value(value: Any) -> str:
+    """The SPEC text of an option value; ``parse_value(format_value(v)) == v`` for bool, int, float."""
     if isinstance(value, bool):
         return "true" if value else "false"
-    if isinstance(value, float) and value.is_integer() and abs(value) < 1e15:
+    if isinstance(value, float):
         return repr(value)
     return str(value)
 
@@ -40,6 +43,8 @@ class Spec:
 
     @classmethod
     def parse(cls, text: str) -> "Spec":
+        if not isinstance(text, str):
+            raise ZooError(f"a plugin spec must be a string, got {type(text).__name__}")
         text = text.strip()
         if not text:
             raise ZooError("empty plugin spec")
@@ -47,7 +52,9 @@ class Spec:
         name = name.strip()
         if not name:
             raise ZooError(f"spec {text!r} has no name")
-        options: dict[str, Any] = {}
+        if "=" in name:
+            raise ZooError(f"spec {text!r}: expected NAME:key=value, got an option before the name")
+        raw: dict[str, str] = {}
         positional = None
         if rest:
             parts = rest.split(":")
@@ -57,14 +64,19 @@ class Spec:
                 while parts and "=" not in parts[0]:
                     keep.append(parts.pop(0))
                 positional = ":".join(keep)
+            key = None
             for part in parts:
-                key, eq, value = part.partition("=")
+                if "=" not in part:  # a colon inside the previous value (a path)
+                    raw[key] += ":" + part
+                    continue
+                key, _, value = part.partition("=")
                 key = key.strip()
-                if not eq or not key:
+                if not key:
                     raise ZooError(f"spec {text!r}: expected key=value, got {part!r}")
-                if key in options:
+                if key in raw:
                     raise ZooError(f"spec {text!r}: option {key!r} given twice")
-                options[key] = parse_value(value.strip())
+                raw[key] = value
+        options = {key: parse_value(value.strip()) for key, value in raw.items()}
         return cls(name, options, positional)
 
     def __str__(self) -> str:

@@ -1,0 +1,183 @@
+"""The heat law (Ornstein-Uhlenbeck): d/dt rho = div(rho (grad log rho + x)), MATH.md section 3.
+
+Forward marginal X_t = e^-t X_0 + s_t Z with s_t^2 = 1 - e^-2t; stationary law N(0, I);
+``grad p = grad log rho_t`` (the score). Learned by denoising score matching with noise
+prediction (Vincent 2011; Ho et al. 2020): the network eps(x_t, t) predicts Z, so
+``grad p = -eps / s_t``.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import torch
+from torch import Tensor, nn
+
+import zoo
+from zoo.contracts import Field, GaussianMixture, Law
+
+T_DISTS = ("log", "logsnr", "uniform")
+
+
+def noise_scale(t: Tensor) -> Tensor:
+    """s_t = sqrt(1 - e^-2t), accurate for small t (expm1)."""
+    return torch.sqrt(-torch.expm1(-2.0 * t))
+
+
+def _per_sample(t: Tensor, x: Tensor) -> Tensor:
+    """t (n,) -> (n, 1, ..., 1) broadcastable over x (n, *shape)."""
+    return t.reshape(-1, *([1] * (x.dim() - 1))).to(x.dtype)
+
+
+class NoiseField(Field):
+    """grad p = -eps(x, t) / s_t for a noise-predicting network eps (one NFE per call)."""
+
+    def __init__(self, network: nn.Module) -> None:
+        super().__init__()
+        self.network = network
+
+    def grad_p(self, x: Tensor, t: Tensor) -> Tensor:
+        self.nfe += 1
+        return -self.network(x, t) / _per_sample(noise_scale(t), x)
+
+
+class MixtureField(Field):
+    """Exact score of a Gaussian mixture diffused by the heat law (MATH.md section 3).
+
+    rho_t = sum_k pi_k N(e^-t mu_k, S_k^t), S_k^t = e^-2t S_k + s_t^2 I. With S_k = U_k diag(l_k) U_k^T,
+    S_k^t = U_k diag(e^-2t l_k + s_t^2) U_k^T, so per-sample times cost no matrix inversion:
+    grad log rho_t(x) = -sum_k w_k(x) U_k (U_k^T (x - e^-t mu_k) / v_k), w = softmax of the log-densities.
+    Computed in float64, returned in x's dtype.
+    """
+
+    def __init__(self, mixture: GaussianMixture) -> None:
+        super().__init__()
+        covs = mixture.covs.double()
+        covs = 0.5 * (covs + covs.transpose(-1, -2))
+        eig, rot = torch.linalg.eigh(covs)  # (K, d), (K, d, d)
+        if (eig < -1e-12 * eig.abs().amax().clamp_min(1.0)).any():
+            raise zoo.ZooError("mixture covariances must be positive semi-definite")
+        self.register_buffer("log_w", torch.log(mixture.weights.double() / mixture.weights.double().sum()))
+        self.register_buffer("means", mixture.means.double())  # (K, d)
+        self.register_buffer("eig", eig.clamp_min(0.0))
+        self.register_buffer("rot", rot)
+
+    def grad_p(self, x: Tensor, t: Tensor) -> Tensor:
+        self.nfe += 1
+        n = x.shape[0]
+        y = x.reshape(n, -1).double()
+        t = t.double().reshape(n, 1, 1)
+        decay = torch.exp(-t)  # (n, 1, 1)
+        r = torch.einsum("kde,nkd->nke", self.rot, y[:, None, :] - decay * self.means)  # U^T (x - e^-t mu)
+        v = decay**2 * self.eig + (-torch.expm1(-2.0 * t))  # (n, K, d) eigenvalues of S_k^t
+        logits = self.log_w - 0.5 * ((r**2 / v).sum(-1) + torch.log(v).sum(-1))  # (n, K)
+        w = torch.softmax(logits, dim=-1)
+        score = -torch.einsum("nk,kde,nke->nd", w, self.rot, r / v)
+        return score.reshape(x.shape).to(x.dtype)
+
+
+class EmpiricalField(Field):
+    """Exact score of the empirical measure (1/N) sum_i delta(y_i) diffused by the heat law:
+    grad log rho_t(x) = -(x - e^-t sum_i w_i y_i) / s_t^2, w = softmax_i(-|x - e^-t y_i|^2 / (2 s_t^2)).
+
+    The softmax streams over chunks of training points (online log-sum-exp), so memory is
+    O(n x chunk). Computed in float64, returned in x's dtype.
+    """
+
+    def __init__(self, points: Tensor, chunk: int = 4096) -> None:
+        super().__init__()
+        if points.shape[0] < 1:
+            raise zoo.ZooError("the empirical field needs at least one training point")
+        self.register_buffer("points", points.reshape(points.shape[0], -1).double())  # (N, D)
+        self.chunk = chunk
+
+    def grad_p(self, x: Tensor, t: Tensor) -> Tensor:
+        self.nfe += 1
+        n = x.shape[0]
+        y = x.reshape(n, -1).double()
+        t = t.double().reshape(n, 1)
+        decay, var = torch.exp(-t), -torch.expm1(-2.0 * t)  # (n, 1)
+        top = torch.full((n, 1), -math.inf, dtype=y.dtype, device=y.device)  # running max logit
+        mass = torch.zeros((n, 1), dtype=y.dtype, device=y.device)  # sum of exp(logit - top)
+        mean = torch.zeros_like(y)  # sum of exp(logit - top) y_i
+        for pts in self.points.split(self.chunk):
+            # -|x - e^-t y|^2 / (2 s^2) up to the x-only term, which the softmax ignores
+            logits = (decay * (y @ pts.T) - 0.5 * decay**2 * (pts**2).sum(-1)) / var  # (n, chunk)
+            new_top = torch.maximum(top, logits.amax(-1, keepdim=True))
+            rescale, e = torch.exp(top - new_top), torch.exp(logits - new_top)
+            mass = mass * rescale + e.sum(-1, keepdim=True)
+            mean = mean * rescale + e @ pts
+            top = new_top
+        score = -(y - decay * mean / mass) / var
+        return score.reshape(x.shape).to(x.dtype)
+
+
+@dataclass(frozen=True)
+class Heat(Law):
+    """Heat / Ornstein-Uhlenbeck law, learned by denoising score matching (noise prediction).
+
+    ``t_dist`` is how DSM draws training times on [t_min, T]: ``log`` (default) is log-uniform in t,
+    the same spacing as the default geometric sampling grid, so training effort goes where the
+    sampler spends its steps (about half the draws below t = 0.07 for the defaults, where the score
+    is sharp); ``logsnr`` is uniform in log-SNR = -log(e^2t - 1) (Kingma et al. 2021), which puts
+    more weight on large t; ``uniform`` is uniform in t (mostly the nearly Gaussian regime).
+    """
+
+    name: ClassVar[str] = "heat"
+    summary: ClassVar[str] = "heat / Ornstein-Uhlenbeck law, trained by denoising score matching"
+
+    t_dist: str = "log"
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.t_dist not in T_DISTS:
+            self.fail(f"t_dist must be one of {', '.join(T_DISTS)}, got {self.t_dist!r}")
+
+    def prior(self, n: int, shape: tuple[int, ...], generator: torch.Generator) -> Tensor:
+        return torch.randn((n, *shape), generator=generator)
+
+    def sample_times(self, n: int, generator: torch.Generator) -> Tensor:
+        """n training times (n,) on [t_min, T], float32 on the CPU, drawn with ``generator``."""
+        u = torch.rand(n, generator=generator, dtype=torch.float64)
+        lo, hi = self.t_min, self.T
+        if self.t_dist == "log":
+            t = torch.exp(math.log(lo) + u * (math.log(hi) - math.log(lo)))
+        elif self.t_dist == "logsnr":
+            snr = lambda s: -math.log(math.expm1(2.0 * s))  # noqa: E731
+            lam = snr(lo) + u * (snr(hi) - snr(lo))
+            t = 0.5 * torch.log1p(torch.exp(-lam))
+        else:
+            t = lo + u * (hi - lo)
+        return t.float()
+
+    def diffuse(self, x0: Tensor, t: Tensor, z: Tensor) -> Tensor:
+        """The forward marginal x_t = e^-t x0 + s_t z; x0, z (n, *shape), t (n,)."""
+        t = _per_sample(t, x0)
+        return torch.exp(-t) * x0 + noise_scale(t) * z
+
+    def loss(self, network: nn.Module, batch: dict[str, Tensor], generator: torch.Generator) -> Tensor:
+        """Denoising score matching, noise prediction: mean |eps(x_t, t) - z|^2."""
+        x0 = batch["x0"]
+        t = self.sample_times(x0.shape[0], generator).to(x0.device)
+        z = torch.randn(x0.shape, generator=generator).to(x0.device, x0.dtype)
+        return (network(self.diffuse(x0, t, z), t) - z).square().mean()
+
+    def field(self, network: nn.Module) -> Field:
+        return NoiseField(network)
+
+    def exact_field(self, target: Any) -> Field:
+        if isinstance(target, GaussianMixture):
+            return MixtureField(target)
+        return super().exact_field(target)
+
+    def empirical_field(self, points: Tensor) -> Field:
+        return EmpiricalField(points)
+
+    def pressure_ratio(self, field: Field, x: Tensor, t: Tensor) -> Tensor:
+        return torch.ones(x.shape[0], dtype=x.dtype, device=x.device)  # P(rho)/rho = 1
+
+
+@zoo.hookimpl
+def zoo_register_laws(register) -> None:
+    register(Heat)

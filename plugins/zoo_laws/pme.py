@@ -1,0 +1,213 @@
+"""The porous medium equation with confinement: d/dt rho = div(rho (grad p + x)), p = m/(m-1) rho^(m-1).
+
+MATH.md sections 2, 4, 5: F = rho^m/(m-1), P = rho^m; the stationary state is the confined
+Barenblatt profile, sampled exactly (Beta radius); the velocity is learned by regression on the
+blob particle flow of the train split (:mod:`zoo.particles`). The exponent ``m`` defaults to
+1 + 2/d for data of dimension d (MATH.md section 2), resolved when the law first sees data.
+Also registers the data set ``barenblatt``, the start of a relaxing Barenblatt (exact references).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+from scipy.special import betaincinv
+from torch import Tensor, nn
+
+import zoo
+from zoo.blob import PowerEnergy
+from zoo.contracts import Barenblatt, Dataset, Field, Law, seeded_generator
+from zoo.errors import ZooError
+from zoo.particles import OUTPUTS, ParticleField, record, record_times, regression_loss
+
+
+def default_m(dim: int) -> float:
+    """m = 1 + 2/d keeps the theory's constants from growing exponentially in d (MATH.md section 2)."""
+    return 1.0 + 2.0 / dim
+
+
+def barenblatt_radius(dim: int, m: float) -> float:
+    """Support radius R of the stationary Barenblatt (MATH.md section 4), via log-gamma for any d."""
+    k, a = 1.0 / (m - 1.0), m / (m - 1.0)
+    log_r = (k * math.log(2 * a) + math.lgamma(dim / 2 + k + 1) - dim / 2 * math.log(math.pi)
+             - math.lgamma(k + 1)) / (dim + 2 * k)
+    return math.exp(log_r)
+
+
+def barenblatt_second_moment(dim: int, m: float, h: float = 1.0) -> float:
+    """E|X|^2 = h^2 R^2 (d/2) / (d/2 + k + 1)."""
+    k = 1.0 / (m - 1.0)
+    return h * h * barenblatt_radius(dim, m) ** 2 * (dim / 2) / (dim / 2 + k + 1)
+
+
+def barenblatt_sample(n: int, dim: int, m: float, generator: torch.Generator, h: float = 1.0) -> Tensor:
+    """Exact draws (n, dim) float64: X = h R sqrt(S) Z/|Z|, S ~ Beta(d/2, k + 1) by inverse CDF."""
+    u = torch.rand(n, generator=generator, dtype=torch.float64)
+    z = torch.randn(n, dim, generator=generator, dtype=torch.float64)
+    s = torch.from_numpy(np.asarray(betaincinv(dim / 2, 1.0 / (m - 1.0) + 1.0, u.numpy()), dtype=np.float64))
+    radius = h * barenblatt_radius(dim, m) * s.sqrt()
+    return radius[:, None] * z / z.norm(dim=1, keepdim=True)
+
+
+def relaxing_h(t: Tensor, h0: float, dim: int, m: float) -> Tensor:
+    """h(t) = [1 + (h0^lambda - 1) e^(-lambda t)]^(1/lambda), lambda = d(m-1) + 2 (MATH.md section 4)."""
+    lam = dim * (m - 1.0) + 2.0
+    return (1.0 + (h0**lam - 1.0) * torch.exp(-lam * t)) ** (1.0 / lam)
+
+
+class RelaxingBarenblattField(Field):
+    """Exact field of the relaxing Barenblatt, extended quadratically outside the support:
+    grad p = -h^(-lambda) x, p = h^(-lambda) (h^2 R^2 - |x|^2)/2 (negative outside)."""
+
+    def __init__(self, target: Barenblatt) -> None:
+        super().__init__()
+        self.target = target
+        self.lam = target.dim * (target.m - 1.0) + 2.0
+        self.radius = barenblatt_radius(target.dim, target.m)
+
+    def _h(self, x: Tensor, t: Tensor) -> Tensor:
+        if x[0].numel() != self.target.dim:
+            raise ZooError(f"the exact Barenblatt field is for dimension {self.target.dim}, got samples of shape {tuple(x.shape[1:])}")
+        return relaxing_h(t.double(), self.target.h0, self.target.dim, self.target.m)
+
+    def grad_p(self, x: Tensor, t: Tensor) -> Tensor:
+        self.nfe += 1
+        h = self._h(x, t).reshape(-1, *([1] * (x.dim() - 1)))
+        return (-h ** (-self.lam) * x.double()).to(x.dtype)
+
+    def pressure(self, x: Tensor, t: Tensor) -> Tensor:
+        self.nfe += 1
+        h = self._h(x, t)
+        sq = x.double().flatten(1).square().sum(1)
+        return (h ** (-self.lam) * (h * h * self.radius**2 - sq) / 2).to(x.dtype)
+
+
+@dataclass(frozen=True)
+class PME(Law):
+    """Porous medium law, learned by regression on the blob particle flow.
+
+    ``m``: exponent > 1 (none: 1 + 2/d). ``output``: ``vector`` (the network predicts
+    grad p + x) or ``scalar`` (a pressure network, needed by stochastic samplers).
+    ``eps``: mollifier width of the blob method (none: the data's mean nearest-neighbour
+    distance). ``records``: number of log-spaced times of the recorded flow. ``cfl``: the
+    fraction of the stable explicit step e^2 / max P'(rho~) that the flow takes.
+    """
+
+    name: ClassVar[str] = "pme"
+    summary: ClassVar[str] = "porous medium law (Barenblatt prior), learned on the blob particle flow"
+
+    m: float | None = None
+    output: str = "vector"
+    eps: float | None = None
+    records: int = 64
+    cfl: float = 0.5
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.m is not None and not (self.m > 1 and math.isfinite(self.m)):
+            self.fail(f"m must be a number > 1, got {self.m}")
+        if self.output not in OUTPUTS:
+            self.fail(f"output must be one of {', '.join(OUTPUTS)}, got {self.output!r}")
+        if self.eps is not None and not (self.eps > 0 and math.isfinite(self.eps)):
+            self.fail(f"eps must be a positive number, got {self.eps}")
+        if self.records < 2:
+            self.fail(f"records must be at least 2, got {self.records}")
+        if not 0 < self.cfl <= 1:
+            self.fail(f"cfl must lie in (0, 1], got {self.cfl}")
+
+    @property
+    def network_output(self) -> str:  # type: ignore[override]
+        return self.output
+
+    def exponent(self, dim: int) -> float:
+        """m for data of dimension ``dim`` (the option, or 1 + 2/d)."""
+        return default_m(dim) if self.m is None else float(self.m)
+
+    def prior(self, n: int, shape: tuple[int, ...], generator: torch.Generator) -> Tensor:
+        dim = math.prod(shape)
+        return barenblatt_sample(n, dim, self.exponent(dim), generator).float().reshape(n, *shape)
+
+    def prepare(self, data: Tensor, generator: torch.Generator) -> dict[str, Tensor]:
+        """Record the blob flow of the train split (deterministic: ``generator`` is unused)."""
+        energy = PowerEnergy(self.exponent(math.prod(data.shape[1:])))
+        return record(data, energy, record_times(self.T, self.t_min, self.records), eps=self.eps, cfl=self.cfl)
+
+    def loss(self, network: nn.Module, batch: dict[str, Tensor], generator: torch.Generator) -> Tensor:
+        return regression_loss(network, batch, self.output)
+
+    def field(self, network: nn.Module) -> Field:
+        return ParticleField(network, self.output)
+
+    def exact_field(self, target: Any) -> Field:
+        if isinstance(target, Barenblatt):
+            m = self.exponent(target.dim)
+            if abs(m - target.m) > 1e-12:
+                raise ZooError(f"law pme has m = {m:g} but the data are a Barenblatt of m = {target.m:g}; "
+                               f"use pme:m={target.m:g}")
+            return RelaxingBarenblattField(target)
+        return super().exact_field(target)
+
+    def pressure_ratio(self, field: Field, x: Tensor, t: Tensor) -> Tensor:
+        """P(rho)/rho = rho^(m-1) = (m-1) p/m, zero outside the support."""
+        m = self.exponent(x[0].numel())
+        return ((m - 1.0) / m * field.pressure(x, t)).clamp_min(0.0)
+
+
+@dataclass(frozen=True)
+class BarenblattData(Dataset):
+    """h0 X with X ~ the stationary Barenblatt of exponent m in dimension dim: the start of a
+    relaxing Barenblatt, whose pme velocity is exact (``--network exact``)."""
+
+    name: ClassVar[str] = "barenblatt"
+    summary: ClassVar[str] = "the stationary PME Barenblatt scaled by h0 (exact pme velocity known)"
+
+    h0: float = 0.5
+    dim: int = 2
+    m: float | None = None
+    n_train: int = 2000
+    n_test: int = 2000
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if not (self.h0 > 0 and math.isfinite(self.h0)):
+            self.fail(f"h0 must be a positive number, got {self.h0}")
+        if self.dim < 1:
+            self.fail(f"dim must be at least 1, got {self.dim}")
+        if self.m is not None and not (self.m > 1 and math.isfinite(self.m)):
+            self.fail(f"m must be a number > 1, got {self.m}")
+        if self.n_train < 1 or self.n_test < 1:
+            self.fail("n_train and n_test must be at least 1")
+
+    @property
+    def exponent(self) -> float:
+        return default_m(self.dim) if self.m is None else float(self.m)
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return (self.dim,)
+
+    def _split(self, n: int, stream: int) -> Tensor:
+        return barenblatt_sample(n, self.dim, self.exponent, seeded_generator(self.seed, stream), self.h0).float()
+
+    def train(self) -> Tensor:
+        return self._split(self.n_train, 0)
+
+    def test(self) -> Tensor:
+        return self._split(self.n_test, 1)
+
+    @property
+    def exact(self) -> Barenblatt:
+        return Barenblatt(m=self.exponent, dim=self.dim, h0=self.h0)
+
+
+@zoo.hookimpl
+def zoo_register_laws(register) -> None:
+    register(PME)
+
+
+@zoo.hookimpl
+def zoo_register_datasets(register) -> None:
+    register(BarenblattData)

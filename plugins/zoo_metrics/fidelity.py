@@ -1,0 +1,137 @@
+"""Fidelity: FID, KID, precision/recall and the classifier score, by torch-fidelity's feature-level
+functions on the features of a domain extractor (METRICS.md: its default networks download
+weights and fail offline; running the extractor once is faster and cache-safe).
+
+``extractor=digits`` (default): the shipped digits CNN (:mod:`zoo_metrics.extractor`).
+``extractor=inception``: the standard Inception-v3 (2048 pool features, logits for the Inception
+Score), only from a weights file the user supplies (``weights=PATH`` or torch-fidelity's file in
+``$TORCH_HOME/hub/checkpoints/``); about 0.4 s per image on a CPU, so meant for GPUs.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import ClassVar
+
+import torch
+from torch import Tensor
+
+from zoo.contracts import Dataset, EvalContext, Metric
+from zoo.errors import ZooError
+from zoo_metrics import extractor as cnn
+from zoo_metrics.common import cached, fingerprint
+
+INCEPTION_FILE = "weights-inception-2015-12-05-6726825d.pth"
+INCEPTION_NAME = "inception-v3-compat"
+KID_SUBSET = 1000  # torch-fidelity's default, lowered to n when fewer samples are given
+PRC_K = 3  # Kynkaanniemi et al. 2019
+
+
+def inception_weights(path: str | None) -> Path:
+    """The user's Inception weights file; a ZooError says where it was looked for."""
+    import torch.hub
+
+    file = Path(path).expanduser() if path else Path(torch.hub.get_dir()) / "checkpoints" / INCEPTION_FILE
+    if not file.is_file():
+        where = "weights=PATH" if path else f"$TORCH_HOME/hub/checkpoints/ (looked for {file})"
+        raise ZooError(f"metric 'fidelity': Inception weights not found at {file}; zoo never downloads them: "
+                       f"put torch-fidelity's {INCEPTION_FILE} in {where}, or use extractor=digits")
+    return file
+
+
+@lru_cache(maxsize=2)
+def _inception(path: str, device: str) -> torch.nn.Module:
+    from torch_fidelity.feature_extractor_inceptionv3 import FeatureExtractorInceptionV3
+
+    try:
+        net = FeatureExtractorInceptionV3(INCEPTION_NAME, ["2048", "logits_unbiased"],
+                                          feature_extractor_weights_path=path)
+    except Exception as exc:  # a wrong file fails the strict state-dict load
+        raise ZooError(f"metric 'fidelity': cannot load Inception weights {path}: {type(exc).__name__}") from None
+    return net.to(device)
+
+
+@lru_cache(maxsize=4)
+def _sha256(path: str) -> str:
+    return cnn.file_sha256(Path(path))
+
+
+@dataclass(frozen=True)
+class Fidelity(Metric):
+    """FID, KID, precision/recall (k = 3) and classifier score of samples against the held-out split."""
+
+    name = "fidelity"
+    summary = "FID, KID, precision/recall, classifier score (torch-fidelity on a digits CNN; Inception if given weights)"
+    higher_is_better: ClassVar[dict[str, bool]] = {
+        "fid": False, "kid": False, "kid_std": False, "precision": True, "recall": True, "classifier_score": True}
+
+    extractor: str = "digits"  # digits | inception
+    weights: str | None = None  # Inception weights file (extractor=inception)
+    kid_subsets: int = 100
+
+    def __post_init__(self) -> None:
+        if self.extractor not in ("digits", "inception"):
+            self.fail(f"extractor must be digits or inception, got {self.extractor!r}")
+        if self.kid_subsets < 1:
+            self.fail(f"kid_subsets must be at least 1, got {self.kid_subsets}")
+        if self.extractor == "inception":
+            inception_weights(self.weights)
+        elif self.weights is not None:
+            self.fail("weights= is for extractor=inception; the digits extractor ships with zoo")
+
+    def applies(self, dataset: Dataset) -> bool:
+        return cnn.applies(dataset)
+
+    def protocol(self, ctx: EvalContext) -> dict[str, str]:
+        import torch_fidelity
+
+        if self.extractor == "inception":
+            path = str(inception_weights(self.weights))
+            name, digest = INCEPTION_NAME, _sha256(path)
+        else:
+            name, digest = cnn.NAME, cnn.expected_sha256()
+        return {"extractor": name, "extractor_sha256": digest,
+                "fidelity_implementation": f"torch-fidelity {torch_fidelity.__version__}"}
+
+    def _features(self, x: Tensor, ctx: EvalContext, cache: bool) -> tuple[Tensor, Tensor]:
+        """(features (n, D), logits (n, classes)) of images x."""
+        if self.extractor == "digits":
+            return cnn.features(x, ctx.dataset, ctx.train, cache=cache)
+        path = str(inception_weights(self.weights))
+        lo, hi = cnn.value_range(ctx.dataset, ctx.train)
+
+        @torch.no_grad()
+        def run() -> tuple[Tensor, Tensor]:
+            net, outs = _inception(path, ctx.device), []
+            for batch in x.split(64):
+                gray = (batch - lo) / (hi - lo)
+                rgb = gray.expand(-1, 3, -1, -1) if gray.shape[1] == 1 else gray
+                rgb = (rgb * 255).round().clamp(0, 255).to(torch.uint8).to(ctx.device)
+                outs.append([o.float().cpu() for o in net(rgb)])
+            return torch.cat([o[0] for o in outs]), torch.cat([o[1] for o in outs])
+
+        return cached(("inception", _sha256(path), fingerprint(x)), run) if cache else run()
+
+    def compute(self, samples: Tensor, ctx: EvalContext) -> dict[str, float]:
+        from torch_fidelity.metric_fid import fid_features_to_statistics, fid_statistics_to_metric
+        from torch_fidelity.metric_isc import isc_features_to_metric
+        from torch_fidelity.metric_kid import kid_features_to_metric
+        from torch_fidelity.metric_prc import prc_features_to_metric
+
+        cnn.register_torch_fidelity()
+        gen, logits = self._features(samples, ctx, cache=False)
+        ref, _ = self._features(ctx.reference, ctx, cache=True)
+        ref_stats = cached(("fid-stats", self.extractor, fingerprint(ref)), lambda: fid_features_to_statistics(ref))
+        fid = fid_statistics_to_metric(fid_features_to_statistics(gen), ref_stats, verbose=False)
+        kid = kid_features_to_metric(gen, ref, kid_subsets=self.kid_subsets, rng_seed=ctx.seed, verbose=False,
+                                     kid_subset_size=min(KID_SUBSET, len(gen), len(ref)))
+        prc = prc_features_to_metric(gen, ref, prc_neighborhood=PRC_K, prc_batch_size=4096, save_cpu_ram=True,
+                                     verbose=False)
+        # one split: the score of the whole sample, exp E_x KL(p(y|x) || p(y)), is at most the class count
+        isc = isc_features_to_metric(logits, splits=1, shuffle=False)
+        return {"fid": fid["frechet_inception_distance"],
+                "kid": kid["kernel_inception_distance_mean"], "kid_std": kid["kernel_inception_distance_std"],
+                "precision": prc["precision"], "recall": prc["recall"],
+                "classifier_score": isc["inception_score_mean"]}

@@ -1,0 +1,79 @@
+"""The velocity error eps of a trained field, where the law knows the exact one (MATH.md section 7):
+
+    eps^2 = sum_t E_{rho_t} |grad p_theta - grad p|^2 / sum_t E_{rho_t} |grad p|^2
+
+over the nodes t of the law's time grid (geometric: small t, where the flow is stiff, weighs in).
+Samples of rho_t come from the forward flow dx/dt = u = -(grad p + x) of the exact field started
+at train points (Heun steps along the same grid): the transport form carries rho_0 to rho_t.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar
+
+import torch
+from torch import Tensor
+
+from zoo.contracts import Dataset, EvalContext, Field, Metric
+from zoo.errors import ZooError
+from zoo_metrics.common import subsample
+
+
+def _exact_field(ctx: EvalContext) -> Field | None:
+    if ctx.field is None or ctx.law is None or ctx.dataset.exact is None:
+        return None
+    try:
+        return ctx.law.exact_field(ctx.dataset.exact)
+    except ZooError:
+        return None
+
+
+@dataclass(frozen=True)
+class VelocityError(Metric):
+    """Relative L2(rho_t) error of a trained field's grad p against the exact one, averaged over t."""
+
+    name = "velocity_error"
+    summary = "relative L2(rho_t) error eps of a trained grad p against the exact one (where known)"
+    higher_is_better: ClassVar[dict[str, bool]] = {"velocity_error": False}
+    floor: ClassVar[bool] = False  # a property of the field, not of the samples
+
+    points: int = 1000
+    steps: int = 32
+
+    def __post_init__(self) -> None:
+        if self.points < 1 or self.steps < 1:
+            self.fail(f"points and steps must be at least 1, got {self.points} and {self.steps}")
+
+    def applies(self, dataset: Dataset) -> bool:
+        return dataset.exact is not None
+
+    def available(self, ctx: EvalContext) -> bool:
+        """Whether ctx holds a trained field and its law has the exact field of the data set."""
+        return _exact_field(ctx) is not None
+
+    @torch.no_grad()
+    def compute(self, samples: Tensor, ctx: EvalContext) -> dict[str, float]:
+        exact = _exact_field(ctx)
+        if exact is None:
+            raise ZooError("metric 'velocity_error' needs a trained field and a law with the exact velocity "
+                           "of the data set (a mixture or Barenblatt data set)")
+        field, counted = ctx.field, ctx.field.nfe
+        grid = ctx.law.time_grid(self.steps).flip(0).tolist()  # increasing forward times t_min .. T
+        x = subsample(ctx.train, self.points, ctx.seed).float()
+
+        def grad_p(f: Field, y: Tensor, t: float, device: str = "cpu") -> Tensor:
+            tt = torch.full((len(y),), t)
+            return f.grad_p(y.to(device), tt.to(device)).float().cpu()
+
+        err = ref = 0.0
+        for i, t in enumerate(grid):
+            g = grad_p(exact, x, t)
+            err += float((grad_p(field, x, t, ctx.device) - g).square().flatten(1).sum(1).mean())
+            ref += float(g.square().flatten(1).sum(1).mean())
+            if i + 1 < len(grid):  # Heun step of dx/dt = -(grad p + x) to the next node
+                dt = grid[i + 1] - t
+                k1 = -(g + x)
+                y = x + dt * k1
+                x = x + 0.5 * dt * (k1 - (grad_p(exact, y, grid[i + 1]) + y))
+        field.nfe = counted  # evaluation does not spend the sampler's budget
+        return {"velocity_error": (err / ref) ** 0.5}

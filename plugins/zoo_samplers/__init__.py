@@ -1,0 +1,14 @@
+"""Built-in samplers: deterministic (euler, heun, rk45, dpmpp) and stochastic (em, pc)."""
+import zoo
+from zoo_samplers.dpmpp import DPMSolverPP
+from zoo_samplers.explicit import Euler, Heun
+from zoo_samplers.rk45 import RK45
+from zoo_samplers.stochastic import EulerMaruyama, PredictorCorrector
+
+SAMPLERS = (Euler, Heun, RK45, DPMSolverPP, EulerMaruyama, PredictorCorrector)
+
+
+@zoo.hookimpl
+def zoo_register_samplers(register) -> None:
+    for cls in SAMPLERS:
+        register(cls)

@@ -1,0 +1,575 @@
+"""The benchmark harness: a sweep of laws x networks x data sets x seeds, sampled by every sampler.
+
+A sweep becomes jobs (JSON dicts, run ids = content hashes of their spec):
+
+* ``train``: one per (law, network, data set, seed), reused by every sampler;
+* ``floors``: one per data set, the real-vs-real metric values at the same n;
+* ``sample``: one per (training or reference field, sampler, NFE, alpha, seed): generate, evaluate.
+
+Jobs run through an executor plugin (:class:`zoo.contracts.Executor`); only job dicts and small
+result dicts cross it. Artifacts go to ``OUT/runs/<id>/`` (spec.json, log, metrics.json,
+samples.npz, checkpoint); ``OUT/results.json`` (one row per sample job, in plan order, so every
+executor writes the same file) and ``OUT/floors.json`` are rewritten atomically after each run.
+"""
+from __future__ import annotations
+
+import dataclasses
+import functools
+import hashlib
+import json
+import os
+import random
+import time
+import traceback
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+
+from zoo.errors import ZooError
+from zoo.io import write_json, write_npz, writable_dir
+from zoo.registry import get_registry
+from zoo.spec import Spec
+
+REFERENCES = ("exact", "empirical")  # non-learned fields: the exact velocity, the memorisation reference
+VOLATILE = ("timing",)  # row keys that depend on the machine, not on the sweep (drop them to compare engines)
+
+
+# --------------------------------------------------------------------------- budgets
+
+
+@dataclass(frozen=True)
+class Budget:
+    """How much work each part of a sweep gets."""
+
+    name: str
+    steps: int  # training steps per (law, network, data set, seed)
+    batch_size: int
+    lr: float
+    ema: float
+    n: int  # samples generated per row; also the size of the real-vs-real floors
+    nfe: tuple[int, ...]  # network-evaluation budgets per trajectory
+    alpha: tuple[float, ...]  # noise strengths swept by stochastic samplers
+    seeds: int = 1
+    reference: str = "test"  # compared split: "test" (held out) or "train" (the CIFAR-10 FID protocol)
+    sample_batch: int = 1000
+    checkpoint_every: int = 500  # training checkpoints: what a killed bench resumes from
+
+    def __post_init__(self) -> None:
+        if self.reference not in ("test", "train"):
+            raise ZooError(f"budget {self.name!r}: reference must be 'test' or 'train', got {self.reference!r}")
+        for key in ("steps", "batch_size", "n", "seeds", "sample_batch", "checkpoint_every"):
+            if getattr(self, key) < 1:
+                raise ZooError(f"budget {self.name!r}: {key} must be at least 1, got {getattr(self, key)}")
+        if not self.nfe or min(self.nfe) < 1:
+            raise ZooError(f"budget {self.name!r}: nfe must be a non-empty list of positive integers")
+        if not self.alpha or min(self.alpha) < 0:
+            raise ZooError(f"budget {self.name!r}: alpha must be a non-empty list of numbers >= 0")
+
+    def replace(self, **changes: Any) -> "Budget":
+        """A copy with some fields changed (suite files, --seeds); lists become tuples."""
+        fields = {f.name for f in dataclasses.fields(self)}
+        unknown = sorted(set(changes) - fields)
+        if unknown:
+            raise ZooError(f"unknown budget field {unknown[0]!r} (fields: {', '.join(sorted(fields))})")
+        changes = {k: tuple(v) if isinstance(v, list) else v for k, v in changes.items()}
+        return dataclasses.replace(self, **changes)
+
+
+BUDGETS = {
+    # about a minute on 2 CPU cores, every code path: for tests
+    "smoke": Budget("smoke", steps=150, batch_size=256, lr=2e-3, ema=0.0, n=256, nfe=(5, 10), alpha=(1.0,),
+                    checkpoint_every=50),
+    # a few CPU minutes: numbers that already rank samplers on the toy sets
+    "small": Budget("small", steps=1500, batch_size=512, lr=2e-3, ema=0.999, n=1000, nfe=(10, 20, 50),
+                    alpha=(0.0, 0.5, 1.0)),
+    # GPU scale
+    "full": Budget("full", steps=100_000, batch_size=512, lr=2e-4, ema=0.9999, n=10_000,
+                   nfe=(10, 20, 35, 50, 100), alpha=(0.0, 0.25, 0.5, 1.0), seeds=3, sample_batch=2500),
+}
+
+
+def budget(name: str) -> Budget:
+    try:
+        return BUDGETS[name]
+    except KeyError:
+        raise ZooError(f"unknown budget {name!r} (budgets: {', '.join(BUDGETS)})") from None
+
+
+# --------------------------------------------------------------------------- sweep
+
+
+@dataclass(frozen=True)
+class Sweep:
+    """What to compare. Plugin lists hold canonical SPECs; None means the kind's defaults."""
+
+    laws: tuple[str, ...]
+    datasets: tuple[str, ...]
+    networks: tuple[str, ...] | None  # None: each data set's default network
+    samplers: tuple[str, ...] | None  # None: every sampler that supports the law
+    metrics: tuple[str, ...] | None  # None: every metric that applies to the data set
+    budget: Budget
+    device: str = "cpu"
+
+    def as_dict(self) -> dict[str, Any]:
+        return json.loads(json.dumps(dataclasses.asdict(self)))
+
+    @property
+    def hash(self) -> str:
+        return content_hash(self.as_dict())
+
+
+SUITE_KEYS = ("plugins", "datasets", "budget", "seeds", "executor", "device", "out", "overrides")
+
+
+def load_suite(path: str | Path) -> dict[str, Any]:
+    """A declarative suite (TOML): top-level keys ``plugins``, ``datasets`` (lists of SPECs),
+    ``budget`` (a name), ``seeds``, ``executor``, ``device``, ``out``, and a table ``overrides``
+    of budget fields (``n = 50000``, ``reference = "train"``...)."""
+    import tomllib
+
+    try:
+        suite = tomllib.loads(Path(path).read_text())
+    except OSError as exc:
+        raise ZooError(f"cannot read suite {str(path)!r}: {exc.strerror or exc}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ZooError(f"suite {str(path)!r} is not valid TOML: {exc}") from None
+    unknown = sorted(set(suite) - set(SUITE_KEYS))
+    if unknown:
+        raise ZooError(f"suite {str(path)!r}: unknown key {unknown[0]!r} (keys: {', '.join(SUITE_KEYS)})")
+    for key in ("plugins", "datasets"):
+        if not isinstance(suite.get(key, []), list):
+            raise ZooError(f"suite {str(path)!r}: {key} must be a list of SPECs")
+    return suite
+
+
+def content_hash(obj: Any) -> str:
+    text = json.dumps(obj, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+DEFAULT_LAWS = ("heat", "pme")
+
+
+def make_sweep(plugins: list[str], datasets: list[str], budget: Budget, device: str = "cpu",
+               notes: list[str] | None = None) -> Sweep:
+    """Sort ``--plugins`` SPECs by kind (a name registered under several kinds is an error)
+    and canonicalise every SPEC; ``notes`` collects what the user should be told."""
+    registry = get_registry()
+    chosen: dict[str, list[str]] = {"law": [], "network": [], "sampler": [], "metric": []}
+    for text in plugins:
+        name = Spec.parse(text).name
+        kinds = registry.kind_of(name)
+        if not kinds:
+            available = ", ".join(sorted({n for k in chosen for n in registry.names(k)})) or "none"
+            raise ZooError(f"unknown plugin {name!r} (available laws, networks, samplers, metrics: {available})")
+        if len(kinds) > 1:
+            raise ZooError(f"plugin name {name!r} is ambiguous: registered as {' and '.join(kinds)}")
+        if kinds[0] not in chosen:
+            raise ZooError(f"--plugins takes laws, networks, samplers and metrics; {name!r} is a {kinds[0]} "
+                           f"(use --{kinds[0]} instead)" if kinds[0] != "dataset"
+                           else f"{name!r} is a data set: pass it with --dataset")
+        chosen[kinds[0]].append(registry.create(kinds[0], text).spec)
+    laws = chosen["law"]
+    if not laws:
+        laws = [name for name in DEFAULT_LAWS if name in registry.names("law")]
+        if not laws:
+            raise ZooError(f"no law to bench: none of the default laws {', '.join(DEFAULT_LAWS)} is registered")
+        missing = [name for name in DEFAULT_LAWS if name not in laws]
+        if missing and notes is not None:
+            notes.append(f"default law(s) {', '.join(missing)} not registered: benching {', '.join(laws)} only")
+        laws = [registry.create("law", name).spec for name in laws]
+    dataset_specs = [registry.create("dataset", d).spec for d in (datasets or ["gmm8"])]
+    law_objs = [registry.create("law", s) for s in laws]
+    for spec in chosen["sampler"]:
+        sampler = registry.create("sampler", spec)
+        for law in law_objs:
+            if not sampler.supports(law):
+                raise ZooError(f"sampler {sampler.name!r} does not support law {law.name!r} "
+                               f"(it supports: {', '.join(sampler.laws or ())})")
+    for spec in chosen["metric"]:
+        metric = registry.create("metric", spec)
+        for d in dataset_specs:
+            if not metric.applies(registry.create("dataset", d)):
+                raise ZooError(f"metric {metric.name!r} does not apply to data set {d!r}")
+    return Sweep(
+        laws=tuple(dict.fromkeys(laws)),
+        datasets=tuple(dict.fromkeys(dataset_specs)),
+        networks=tuple(dict.fromkeys(chosen["network"])) or None,
+        samplers=tuple(dict.fromkeys(chosen["sampler"])) or None,
+        metrics=tuple(dict.fromkeys(chosen["metric"])) or None,
+        budget=budget,
+        device=device,
+    )
+
+
+# --------------------------------------------------------------------------- planning
+
+
+def _job(spec: dict[str, Any], after: str | None = None) -> dict[str, Any]:
+    return {"id": content_hash(spec), "spec": spec, "after": after}
+
+
+def _with_alpha(spec: str, alpha: float) -> str:
+    parsed = Spec.parse(spec)
+    return str(Spec(parsed.name, {**parsed.options, "alpha": alpha}, parsed.positional))
+
+
+def _sampler_variants(spec: str, budget: Budget, explicit: bool) -> list[tuple[str, float]]:
+    """(sampler SPEC, alpha) pairs: deterministic samplers once at alpha = 0; stochastic ones
+    over the budget's alpha grid, unless the user fixed alpha in the SPEC."""
+    registry = get_registry()
+    sampler = registry.create("sampler", spec)
+    if not sampler.stochastic:
+        return [(spec, 0.0)]
+    if explicit and "alpha" in Spec.parse(spec).options:
+        return [(spec, float(sampler.alpha))]
+    return [(registry.create("sampler", _with_alpha(spec, a)).spec, float(a)) for a in budget.alpha]
+
+
+def _has_field(law: Any, network: Any, dataset: Any) -> bool:
+    """Whether a non-learned network gives a field for this law and data set."""
+    try:
+        network.field(law, dataset)
+    except ZooError:
+        return False
+    return True
+
+
+def plan(sweep: Sweep) -> list[dict[str, Any]]:
+    """Every job of a sweep, in a fixed order: floors, trainings, then samples."""
+    registry = get_registry()
+    b = sweep.budget
+    floors, trainings, samples = [], [], []
+    sampler_specs = sweep.samplers or tuple(registry.create("sampler", n).spec for n in registry.names("sampler"))
+    metrics = list(sweep.metrics) if sweep.metrics else None
+    common = {"n": b.n, "reference": b.reference, "metrics": metrics, "device": sweep.device}
+    for dataset_spec in sweep.datasets:
+        dataset = registry.create("dataset", dataset_spec)
+        floors.append(_job({"kind": "floors", "dataset": dataset_spec, "seed": 0, **common}))
+        networks = sweep.networks or (registry.create("network", dataset.default_network).spec,)
+        for law_spec in sweep.laws:
+            law = registry.create("law", law_spec)
+            samplers = [v for s in sampler_specs if registry.create("sampler", s).supports(law)
+                        for v in _sampler_variants(s, b, explicit=sweep.samplers is not None)]
+            fields: list[tuple[str, str | None, int]] = []  # (network, training job id, seed)
+            for seed in range(b.seeds):
+                for net_spec in networks:
+                    if not registry.create("network", net_spec).learned:
+                        continue
+                    train = _job({"kind": "train", "law": law_spec, "network": net_spec, "dataset": dataset_spec,
+                                  "seed": seed, "steps": b.steps, "batch_size": b.batch_size, "lr": b.lr,
+                                  "ema": b.ema, "device": sweep.device, "checkpoint_every": b.checkpoint_every})
+                    trainings.append(train)
+                    fields.append((net_spec, train["id"], seed))
+            for name in REFERENCES:
+                if name not in registry.names("network"):
+                    continue
+                network = registry.create("network", name)
+                if _has_field(law, network, dataset):
+                    fields += [(network.spec, None, seed) for seed in range(b.seeds)]
+            for net_spec in networks:  # non-learned networks named explicitly and not already references
+                network = registry.create("network", net_spec)
+                if not network.learned and network.name not in REFERENCES:
+                    fields += [(net_spec, None, seed) for seed in range(b.seeds)]
+            for net_spec, train_id, seed in fields:
+                for sampler_spec, alpha in samplers:
+                    for nfe in b.nfe:
+                        samples.append(_job({"kind": "sample", "law": law_spec, "network": net_spec,
+                                             "dataset": dataset_spec, "seed": seed, "training": train_id,
+                                             "sampler": sampler_spec, "alpha": alpha, "nfe": nfe,
+                                             "batch_size": b.sample_batch, **common}, after=train_id))
+    return floors + trainings + samples
+
+
+# --------------------------------------------------------------------------- one job (in a worker)
+
+
+def reseed(job_id: str) -> None:
+    """Seed every global generator from the run id: a run's numbers never depend on what its
+    worker ran before (zoo's own randomness uses explicit seeded generators anyway)."""
+    seed = int(job_id[:8], 16)
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def run_job(job: dict[str, Any]) -> dict[str, Any]:
+    """Run one job in the calling process; returns a small JSON-able result, never raises.
+
+    ``job``: {"id", "spec", "out"} (``out``: the bench's output folder)."""
+    folder = Path(job["out"]) / "runs" / job["id"]
+    folder.mkdir(parents=True, exist_ok=True)
+    start = time.perf_counter()
+    with open(folder / "log", "a") as log:
+        log.write(f"start {time.strftime('%Y-%m-%dT%H:%M:%S')} pid {os.getpid()}\n")
+    try:
+        reseed(job["id"])
+        write_json(folder / "spec.json", job["spec"])
+        result = RUNNERS[job["spec"]["kind"]](job["spec"], folder, Path(job["out"]))
+        result["status"] = "ok"
+        result["error"] = None
+    except Exception as exc:  # recorded with its reason; the sweep goes on
+        message = str(exc) if isinstance(exc, ZooError) else f"{type(exc).__name__}: {exc}"
+        result = {"status": "failed", "error": message or type(exc).__name__}
+        with open(folder / "log", "a") as log:
+            log.write(traceback.format_exc())
+    result["timing"] = {"seconds": round(time.perf_counter() - start, 3)}
+    write_json(folder / "metrics.json", result)
+    with open(folder / "log", "a") as log:
+        log.write(f"end {result['status']} {result['timing']['seconds']} s\n")
+    return result
+
+
+def _eval_context(dataset: Any, reference: str, seed: int, device: str, out: Path, **extra: Any) -> Any:
+    from zoo.contracts import EvalContext
+
+    ref = dataset.train() if reference == "train" else dataset.test()
+    return EvalContext(dataset=dataset, train=dataset.train(), reference=ref, seed=seed, device=device,
+                       cache_dir=str(out / "cache"), **extra)
+
+
+def _metric_objects(names: list[str] | None, dataset: Any) -> list[Any]:
+    registry = get_registry()
+    specs = names or registry.names("metric")
+    metrics = [registry.create("metric", s) for s in specs]
+    return [m for m in metrics if m.applies(dataset)]
+
+
+def _metric_protocol(metrics: list[Any]) -> dict[str, Any]:
+    """Metric SPECs and whatever each metric records about itself (extractor, weights hash)."""
+    out: dict[str, Any] = {}
+    for m in metrics:
+        extra = m.protocol() if callable(getattr(m, "protocol", None)) else {}
+        out[m.spec] = extra or {}
+    return out
+
+
+def nn_ratio(x: torch.Tensor, train: torch.Tensor, chunk: int = 1024) -> np.ndarray:
+    """d1 / d2 per row of x (n, *shape): distances to the nearest and second-nearest train
+    points (pixel space), the statistic of the distance-ratio memorisation test. -> (n,)"""
+    x, train = x.flatten(1).double(), train.flatten(1).double()
+    sq = (train * train).sum(1)
+    out = []
+    for block in x.split(chunk):  # |a - b|^2 = |a|^2 - 2 a.b + |b|^2, one matrix product per chunk
+        d2 = ((block * block).sum(1, keepdim=True) - 2 * block @ train.T + sq).clamp_min(0)
+        two = d2.topk(2, dim=1, largest=False).values.sqrt()
+        out.append((two[:, 0] / two[:, 1].clamp_min(1e-12)).numpy())
+    return np.concatenate(out)
+
+
+def _run_floors(spec: dict[str, Any], folder: Path, out: Path) -> dict[str, Any]:
+    from zoo import evaluation
+
+    dataset = get_registry().create("dataset", spec["dataset"])
+    ctx = _eval_context(dataset, spec["reference"], spec["seed"], spec["device"], out)
+    values = evaluation.floors(ctx, metrics=spec["metrics"], n=spec["n"])
+    held = dataset.test()[: spec["n"]]
+    write_npz(folder / "samples.npz", nn_ratio=nn_ratio(held, dataset.train()))
+    return {"dataset": spec["dataset"], "n": spec["n"], "floors": _floats(values)}
+
+
+def _run_train(spec: dict[str, Any], folder: Path, out: Path) -> dict[str, Any]:
+    from zoo.training import TrainConfig, train
+
+    config = TrainConfig(**{k: spec[k] for k in ("law", "network", "dataset", "steps", "batch_size", "lr",
+                                                 "ema", "seed", "device", "checkpoint_every")})
+    trained = train(config, folder, progress=False)
+    return {"steps": trained.steps_done}
+
+
+def _run_sample(spec: dict[str, Any], folder: Path, out: Path) -> dict[str, Any]:
+    from zoo import evaluation
+    from zoo.sampling import generate
+    from zoo.training import load_trained, untrained
+
+    registry = get_registry()
+    law = registry.create("law", spec["law"])
+    network = registry.create("network", spec["network"])
+    dataset = registry.create("dataset", spec["dataset"])
+    sampler = registry.create("sampler", spec["sampler"])
+    if spec["training"]:
+        trained = load_trained(out / "runs" / spec["training"], device=spec["device"])
+    else:
+        trained = untrained(spec["law"], spec["network"], spec["dataset"], device=spec["device"])
+    shape = tuple(dataset.shape)
+    gen = generate(law, trained.field, sampler, n=spec["n"], nfe=spec["nfe"], shape=shape, seed=spec["seed"],
+                   batch_size=spec["batch_size"], device=spec["device"])
+    ratio = nn_ratio(gen.samples, dataset.train())
+    write_npz(folder / "samples.npz", samples=gen.samples.numpy(), grid=gen.grid.numpy(), nn_ratio=ratio)
+    metrics = _metric_objects(spec["metrics"], dataset)
+    extra = {"law": law, "field": trained.field} if network.learned else {"law": law}
+    ctx = _eval_context(dataset, spec["reference"], spec["seed"], spec["device"], out, **extra)
+    values = evaluation.evaluate(gen.samples, ctx, metrics=spec["metrics"])
+    return {"nfe": gen.nfe, "metrics": _floats(values),
+            "grid": {"kind": sampler.grid, "steps": len(gen.grid) - 1, "T": float(gen.grid[0]),
+                     "t_min": float(gen.grid[-1])},
+            "n_reference": len(ctx.reference), "metric_protocol": _metric_protocol(metrics),
+            "training_steps": getattr(trained, "steps_done", 0) if network.learned else 0}
+
+
+def _floats(values: dict[str, Any]) -> dict[str, float]:
+    return {k: float(v) for k, v in values.items()}
+
+
+RUNNERS: dict[str, Callable[[dict, Path, Path], dict]] = {
+    "floors": _run_floors, "train": _run_train, "sample": _run_sample}
+
+
+# --------------------------------------------------------------------------- rows
+
+
+def versions(sweep: Sweep) -> dict[str, Any]:
+    """zoo, torch and the distribution of every plugin the sweep names."""
+    import zoo
+
+    registry = get_registry()
+    plugins = {}
+    for kind, specs in (("law", sweep.laws), ("dataset", sweep.datasets), ("network", sweep.networks or ()),
+                        ("sampler", sweep.samplers or registry.names("sampler")),
+                        ("metric", sweep.metrics or registry.names("metric"))):
+        for spec in specs:
+            entry = registry.entry(kind, Spec.parse(spec).name)
+            plugins[f"{kind}:{entry.name}"] = f"{entry.distribution} {entry.version}"
+    return {"zoo": zoo.__version__, "torch": torch.__version__, "plugins": plugins}
+
+
+@functools.lru_cache(maxsize=None)
+def _network(spec: str) -> Any:
+    return get_registry().create("network", spec)
+
+
+def make_row(job: dict[str, Any], result: dict[str, Any], sweep: Sweep, vers: dict[str, Any]) -> dict[str, Any]:
+    """One results.json row from a sample job and its result."""
+    from zoo.report import memorising
+
+    spec = job["spec"]
+    network = _network(spec["network"])
+    b = sweep.budget
+    metrics = result.get("metrics", {})
+    return {
+        "run": job["id"],
+        "training": spec["training"],
+        "law": spec["law"],
+        "network": spec["network"],
+        "reference": None if network.learned else network.name,
+        "sampler": spec["sampler"],
+        "alpha": spec["alpha"],
+        "nfe": result.get("nfe"),
+        "nfe_budget": spec["nfe"],
+        "dataset": spec["dataset"],
+        "seed": spec["seed"],
+        "status": result["status"],
+        "error": result.get("error"),
+        "memorising": memorising(metrics) if result["status"] == "ok" else None,
+        "metrics": metrics,
+        "protocol": {
+            "n_generated": spec["n"],
+            "n_reference": result.get("n_reference"),
+            "reference_split": spec["reference"],
+            "train_split": "train",
+            "metrics": result.get("metric_protocol", {}),
+            "time_grid": result.get("grid"),
+            "training_steps": result.get("training_steps", 0),
+            "batch_size": b.batch_size if network.learned else None,
+            "lr": b.lr if network.learned else None,
+            "ema": b.ema if network.learned else None,
+            "training_seed": spec["seed"] if network.learned else None,
+            "sampling_seed": spec["seed"],
+            "device": spec["device"],
+            "budget": b.name,
+            "versions": vers,
+        },
+        "timing": result.get("timing", {}),
+    }
+
+
+# --------------------------------------------------------------------------- the bench
+
+
+def prepare_out(out: Path, sweep: Sweep, resume: bool) -> None:
+    """Check --out before any work: writable; empty, or a --resume of the same sweep."""
+    if out.exists() and not out.is_dir():
+        raise ZooError(f"--out {str(out)!r} is a file, expected a folder")
+    writable_dir(out)
+    stored = out / "sweep.json"
+    if resume:
+        if stored.exists():
+            try:
+                old = json.loads(stored.read_text())["hash"]
+            except (ValueError, KeyError):
+                raise ZooError(f"--resume: {str(stored)!r} is unreadable; use another --out") from None
+            if old != sweep.hash:
+                raise ZooError(f"--resume: {str(out)!r} holds a different sweep (hash {old}, this one {sweep.hash}); "
+                               f"rerun it with the same options or choose another --out")
+    elif (out / "results.json").exists() or stored.exists():
+        raise ZooError(f"--out {str(out)!r} already holds bench results: pass --resume to continue that sweep "
+                       f"or choose another --out")
+    write_json(stored, {"hash": sweep.hash, "sweep": sweep.as_dict()})
+
+
+def _load_done(out: Path, job: dict[str, Any]) -> dict[str, Any] | None:
+    path = out / "runs" / job["id"] / "metrics.json"
+    try:
+        result = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return result if result.get("status") == "ok" else None
+
+
+def run_bench(sweep: Sweep, out: Path, executor: Any, *, resume: bool = False, progress: bool = True,
+              echo: Callable[[str], None] = print) -> list[dict[str, Any]]:
+    """Run (or resume) a sweep into ``out``; returns the results rows."""
+    from tqdm.auto import tqdm
+
+    out = Path(out)
+    prepare_out(out, sweep, resume)
+    jobs = plan(sweep)
+    vers = versions(sweep)
+    sample_jobs = [j for j in jobs if j["spec"]["kind"] == "sample"]
+    results: dict[str, dict[str, Any]] = {}
+    for job in jobs:
+        done = _load_done(out, job) if resume else None
+        if done is not None:
+            results[job["id"]] = done
+    skipped = len(results)
+    if skipped:
+        echo(f"resuming: {skipped} of {len(jobs)} runs already finished")
+
+    def save() -> None:
+        rows = [make_row(j, results[j["id"]], sweep, vers) for j in sample_jobs if j["id"] in results]
+        write_json(out / "results.json", rows)
+        floors = {results[j["id"]]["dataset"]: {"n": results[j["id"]]["n"], "run": j["id"], **results[j["id"]]["floors"]}
+                  for j in jobs if j["spec"]["kind"] == "floors" and results.get(j["id"], {}).get("status") == "ok"}
+        write_json(out / "floors.json", floors)
+
+    save()
+    bar = tqdm(total=len(jobs), initial=skipped, desc="bench", unit="run", disable=not progress)
+    # two waves: everything that needs no training, then the samples of finished trainings
+    for wave in (lambda j: j["after"] is None, lambda j: j["after"] is not None):
+        todo = []
+        for job in jobs:
+            if job["id"] in results or not wave(job):
+                continue
+            parent = results.get(job["after"]) if job["after"] else None
+            if job["after"] and (parent is None or parent["status"] != "ok"):
+                reason = parent["error"] if parent else "did not run"
+                results[job["id"]] = {"status": "failed", "error": f"training {job['after']} failed: {reason}"}
+                bar.update()
+                continue
+            todo.append({**job, "out": str(out)})
+        if todo:
+            for job, result in executor.map(run_job, todo):
+                results[job["id"]] = result
+                if result["status"] != "ok":
+                    spec = job["spec"]
+                    what = " ".join(str(spec.get(k)) for k in ("kind", "law", "network", "sampler", "dataset")
+                                    if spec.get(k))
+                    bar.write(f"run {job['id']} ({what}) failed: {result['error']}")
+                bar.update()
+                save()
+        save()
+    bar.close()
+    return [make_row(j, results[j["id"]], sweep, vers) for j in sample_jobs]
