@@ -56,6 +56,7 @@ def train() -> tuple[extractor.DigitsCNN, float]:
             opt.step()
         sched.step()
     net.eval()
+    net.standardise(x)
     with torch.no_grad():
         logits = net(extractor.to_input(data.test(), lo, hi))[1]
     return net, float((logits.argmax(1) == data.labels("test")).float().mean())

@@ -27,8 +27,8 @@ def test_toy_splits_shapes_and_reproducibility(name):
     assert train.dtype == test.dtype == torch.float32 and train.device.type == "cpu"
     assert d.shape == (2,) and not d.is_image
     assert torch.isfinite(train).all() and train.abs().max() < 3.0  # all toys live in about [-2, 2]^2
-    again = create(f"{name}:n_train=300:n_test=100:seed=3")
-    assert torch.equal(train, again.train()) and torch.equal(test, again.test())
+    again = create(d.spec)  # the canonical SPEC rebuilds the same data set
+    assert again == d and torch.equal(train, again.train()) and torch.equal(test, again.test())
     assert not torch.allclose(train, create(f"{name}:n_train=300:n_test=100:seed=4").train())
     assert not torch.allclose(train[:100], test)  # independent streams
     # the test split depends only on (seed, n_test), not on n_train
@@ -143,7 +143,8 @@ def bad_files(tmp_path):
     save("one.npy", np.zeros((1, 2)))
     save("objects.npy", np.array([[1, None]], dtype=object))
     np.savez(tmp_path / "nokey.npz", data=ok)
-    cases["nokey.npz"] = tmp_path / "nokey.npz"
+    np.savez(tmp_path / "objects.npz", samples=np.array([[1, None]], dtype=object))
+    cases.update({"nokey.npz": tmp_path / "nokey.npz", "objects.npz": tmp_path / "objects.npz"})
     (tmp_path / "garbage.npy").write_bytes(b"this is not numpy")
     cases["garbage.npy"] = tmp_path / "garbage.npy"
     (tmp_path / "broken.npz").write_bytes(b"PK\x03\x04 truncated zip")
@@ -155,7 +156,8 @@ def bad_files(tmp_path):
 
 EXPECTED = {"empty.npy": "empty", "strings.npy": "numbers", "complex.npy": "numbers", "flat.npy": "shape",
             "three.npy": "shape", "nan.npy": "NaN", "inf.npy": "inf", "huge.npy": "float32",
-            "one.npy": "at least 2", "objects.npy": "cannot read", "nokey.npz": "no 'samples' array (keys: data)",
+            "one.npy": "at least 2", "objects.npy": "cannot read", "objects.npz": "cannot read",
+            "nokey.npz": "no 'samples' array (keys: data)",
             "garbage.npy": "cannot read", "broken.npz": "cannot read", "missing.npy": "no such file",
             "folder": "no such file"}
 

@@ -77,6 +77,12 @@ def test_invalid_options(spec):
     assert "\n" not in str(err.value)
 
 
+@pytest.mark.parametrize("name", ["mlp", "unet", "exact", "empirical"])
+def test_spec_round_trip(name):
+    network = registry.create("network", name)
+    assert registry.create("network", network.spec) == network
+
+
 def test_unet_rejects_what_it_cannot_build():
     with pytest.raises(ZooError, match="images"):
         build("unet", (2,))

@@ -56,6 +56,9 @@ class Budget:
     reference: str = "test"  # compared split: "test" (held out) or "train" (the CIFAR-10 FID protocol)
     sample_batch: int = 1000
     checkpoint_every: int = 500  # training checkpoints: what a killed bench resumes from
+    # options of default samplers (not of those named with --plugins), e.g. rk45's tolerances: an
+    # adaptive solver ignores the NFE grid, so its tolerance is what sets its cost
+    sampler_options: dict[str, dict[str, Any]] = dataclasses.field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.reference not in ("test", "train"):
@@ -75,13 +78,15 @@ class Budget:
         if unknown:
             raise ZooError(f"unknown budget field {unknown[0]!r} (fields: {', '.join(sorted(fields))})")
         changes = {k: tuple(v) if isinstance(v, list) else v for k, v in changes.items()}
+        if "sampler_options" in changes:
+            changes["sampler_options"] = {**self.sampler_options, **changes["sampler_options"]}
         return dataclasses.replace(self, **changes)
 
 
 BUDGETS = {
     # about a minute on 2 CPU cores, every code path: for tests
-    "smoke": Budget("smoke", steps=150, batch_size=256, lr=2e-3, ema=0.0, n=256, nfe=(5, 10), alpha=(1.0,),
-                    checkpoint_every=50),
+    "smoke": Budget("smoke", steps=150, batch_size=256, lr=2e-3, ema=0.0, n=200, nfe=(5, 10), alpha=(1.0,),
+                    checkpoint_every=50, sampler_options={"rk45": {"rtol": 1e-3, "atol": 1e-3}}),
     # a few CPU minutes: numbers that already rank samplers on the toy sets
     "small": Budget("small", steps=1500, batch_size=512, lr=2e-3, ema=0.999, n=1000, nfe=(10, 20, 50),
                     alpha=(0.0, 0.5, 1.0)),
@@ -153,6 +158,14 @@ def content_hash(obj: Any) -> str:
 DEFAULT_LAWS = ("heat", "pme")
 
 
+def _kind_prefix(text: str) -> tuple[str | None, str]:
+    """``metric/exact`` -> ("metric", "exact"): how to name a plugin whose name several kinds share."""
+    head, slash, rest = text.partition("/")
+    if slash and head in ("law", "network", "sampler", "metric", "dataset", "executor") and ":" not in head:
+        return head, rest
+    return None, text
+
+
 def make_sweep(plugins: list[str], datasets: list[str], budget: Budget, device: str = "cpu",
                notes: list[str] | None = None) -> Sweep:
     """Sort ``--plugins`` SPECs by kind (a name registered under several kinds is an error)
@@ -160,16 +173,17 @@ def make_sweep(plugins: list[str], datasets: list[str], budget: Budget, device: 
     registry = get_registry()
     chosen: dict[str, list[str]] = {"law": [], "network": [], "sampler": [], "metric": []}
     for text in plugins:
+        kind, text = _kind_prefix(text)
         name = Spec.parse(text).name
-        kinds = registry.kind_of(name)
-        if not kinds:
+        kinds = [kind] if kind else registry.kind_of(name)
+        if not kinds or name not in registry.names(kinds[0]):
             available = ", ".join(sorted({n for k in chosen for n in registry.names(k)})) or "none"
             raise ZooError(f"unknown plugin {name!r} (available laws, networks, samplers, metrics: {available})")
         if len(kinds) > 1:
-            raise ZooError(f"plugin name {name!r} is ambiguous: registered as {' and '.join(kinds)}")
+            raise ZooError(f"plugin name {name!r} is ambiguous: it names a {' and a '.join(kinds)}; "
+                           f"write {' or '.join(f'{k}/{name}' for k in kinds)}")
         if kinds[0] not in chosen:
-            raise ZooError(f"--plugins takes laws, networks, samplers and metrics; {name!r} is a {kinds[0]} "
-                           f"(use --{kinds[0]} instead)" if kinds[0] != "dataset"
+            raise ZooError(f"{name!r} is a {kinds[0]}: pass it with --{kinds[0]}" if kinds[0] != "dataset"
                            else f"{name!r} is a data set: pass it with --dataset")
         chosen[kinds[0]].append(registry.create(kinds[0], text).spec)
     laws = chosen["law"]
@@ -229,6 +243,21 @@ def _sampler_variants(spec: str, budget: Budget, explicit: bool) -> list[tuple[s
     return [(registry.create("sampler", _with_alpha(spec, a)).spec, float(a)) for a in budget.alpha]
 
 
+def _default_sampler(name: str, budget: Budget) -> str:
+    options = budget.sampler_options.get(name, {})
+    return get_registry().create("sampler", str(Spec(name, dict(options)))).spec
+
+
+def _nfe_grid(spec: str, budget: Budget) -> list[int]:
+    """The budget's NFE values that give this sampler distinct grids (an adaptive solver, whose
+    step count does not follow the NFE budget, runs once)."""
+    sampler = get_registry().create("sampler", spec)
+    seen: dict[int, int] = {}
+    for nfe in budget.nfe:
+        seen.setdefault(sampler.steps_for(nfe), nfe)
+    return list(seen.values())
+
+
 def _has_field(law: Any, network: Any, dataset: Any) -> bool:
     """Whether a non-learned network gives a field for this law and data set."""
     try:
@@ -243,7 +272,7 @@ def plan(sweep: Sweep) -> list[dict[str, Any]]:
     registry = get_registry()
     b = sweep.budget
     floors, trainings, samples = [], [], []
-    sampler_specs = sweep.samplers or tuple(registry.create("sampler", n).spec for n in registry.names("sampler"))
+    sampler_specs = sweep.samplers or tuple(_default_sampler(n, b) for n in registry.names("sampler"))
     metrics = list(sweep.metrics) if sweep.metrics else None
     common = {"n": b.n, "reference": b.reference, "metrics": metrics, "device": sweep.device}
     for dataset_spec in sweep.datasets:
@@ -276,7 +305,7 @@ def plan(sweep: Sweep) -> list[dict[str, Any]]:
                     fields += [(net_spec, None, seed) for seed in range(b.seeds)]
             for net_spec, train_id, seed in fields:
                 for sampler_spec, alpha in samplers:
-                    for nfe in b.nfe:
+                    for nfe in _nfe_grid(sampler_spec, b):
                         samples.append(_job({"kind": "sample", "law": law_spec, "network": net_spec,
                                              "dataset": dataset_spec, "seed": seed, "training": train_id,
                                              "sampler": sampler_spec, "alpha": alpha, "nfe": nfe,
@@ -331,22 +360,6 @@ def _eval_context(dataset: Any, reference: str, seed: int, device: str, out: Pat
                        cache_dir=str(out / "cache"), **extra)
 
 
-def _metric_objects(names: list[str] | None, dataset: Any) -> list[Any]:
-    registry = get_registry()
-    specs = names or registry.names("metric")
-    metrics = [registry.create("metric", s) for s in specs]
-    return [m for m in metrics if m.applies(dataset)]
-
-
-def _metric_protocol(metrics: list[Any]) -> dict[str, Any]:
-    """Metric SPECs and whatever each metric records about itself (extractor, weights hash)."""
-    out: dict[str, Any] = {}
-    for m in metrics:
-        extra = m.protocol() if callable(getattr(m, "protocol", None)) else {}
-        out[m.spec] = extra or {}
-    return out
-
-
 def nn_ratio(x: torch.Tensor, train: torch.Tensor, chunk: int = 1024) -> np.ndarray:
     """d1 / d2 per row of x (n, *shape): distances to the nearest and second-nearest train
     points (pixel space), the statistic of the distance-ratio memorisation test. -> (n,)"""
@@ -399,15 +412,15 @@ def _run_sample(spec: dict[str, Any], folder: Path, out: Path) -> dict[str, Any]
                    batch_size=spec["batch_size"], device=spec["device"])
     ratio = nn_ratio(gen.samples, dataset.train())
     write_npz(folder / "samples.npz", samples=gen.samples.numpy(), grid=gen.grid.numpy(), nn_ratio=ratio)
-    metrics = _metric_objects(spec["metrics"], dataset)
     extra = {"law": law, "field": trained.field} if network.learned else {"law": law}
     ctx = _eval_context(dataset, spec["reference"], spec["seed"], spec["device"], out, **extra)
     values = evaluation.evaluate(gen.samples, ctx, metrics=spec["metrics"])
+    evaluated = evaluation.protocol(ctx, spec["n"], metrics=spec["metrics"])
+    evaluated["reference_split"] = spec["reference"]
     return {"nfe": gen.nfe, "metrics": _floats(values),
             "grid": {"kind": sampler.grid, "steps": len(gen.grid) - 1, "T": float(gen.grid[0]),
                      "t_min": float(gen.grid[-1])},
-            "n_reference": len(ctx.reference), "metric_protocol": _metric_protocol(metrics),
-            "training_steps": getattr(trained, "steps_done", 0) if network.learned else 0}
+            "evaluation": evaluated, "training_steps": trained.steps_done}
 
 
 def _floats(values: dict[str, Any]) -> dict[str, float]:
@@ -466,11 +479,9 @@ def make_row(job: dict[str, Any], result: dict[str, Any], sweep: Sweep, vers: di
         "memorising": memorising(metrics) if result["status"] == "ok" else None,
         "metrics": metrics,
         "protocol": {
+            **result.get("evaluation", {}),
             "n_generated": spec["n"],
-            "n_reference": result.get("n_reference"),
             "reference_split": spec["reference"],
-            "train_split": "train",
-            "metrics": result.get("metric_protocol", {}),
             "time_grid": result.get("grid"),
             "training_steps": result.get("training_steps", 0),
             "batch_size": b.batch_size if network.learned else None,

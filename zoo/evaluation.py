@@ -4,16 +4,17 @@ A metric plugin implements :class:`zoo.contracts.Metric`; three optional members
 
 * ``available(ctx) -> bool``: whether it can run in this context (``velocity_error`` needs a
   trained field); a metric not available is left out of the default selection;
-* ``floor: ClassVar[bool] = False``: it has no real-vs-real floor (a property of the field, not
-  of the samples);
+* ``floor: ClassVar[bool] = False``: :func:`floors` leaves it out (``velocity_error`` is a
+  property of the field; ``memorization`` reports its held-out floors among its own values);
 * ``protocol(ctx) -> dict``: what a result row must record about it (extractor and weights hash,
   kernel bandwidths).
 
 Floors (METRICS.md: FID depends on n, W2 between two real samples varies between seeds): the same
-statistics for real data of the same size n, averaged over a few seeds. Real data is drawn fresh
-from the exact law where the data set is a known Gaussian mixture (the reference stays the
-held-out split); otherwise the held-out split is cut in two, n (at most half) points standing in
-for the samples and the rest for the reference.
+statistics for n real points against the same held-out reference, averaged over a few seeds.
+The real points are drawn fresh from the exact law where the data set is a known Gaussian
+mixture, and are otherwise a seeded subsample of the train split (the ideal model's output:
+same law as the held-out data, same n, same reference), or of the test split when the
+reference is the train split.
 """
 from __future__ import annotations
 
@@ -83,17 +84,19 @@ def evaluate(samples: Tensor | np.ndarray, ctx: EvalContext,
     return _run(select(ctx, metrics), check_samples(samples, ctx.dataset), ctx)
 
 
-def floor_data(ctx: EvalContext, n: int, seed: int) -> tuple[Tensor, Tensor]:
-    """(real stand-ins for n samples, the reference to compare them with) for one floor seed."""
+def floor_data(ctx: EvalContext, n: int, seed: int) -> Tensor:
+    """Real stand-ins (k, *shape) for n samples: exact draws of a known mixture, else a seeded
+    subsample (k = min(n, its size)) of the real split that is not the reference."""
     exact = ctx.dataset.exact
     if isinstance(exact, GaussianMixture):
-        return draw_mixture(exact, n, seed).reshape(n, *ctx.dataset.shape), ctx.reference
-    m = len(ctx.reference)
-    if m < 4:
-        raise ZooError(f"data set {ctx.dataset.name!r}: {m} held-out points are too few for a floor")
-    order = torch.randperm(m, generator=seeded_generator(seed, 1))
-    k = min(n, m // 2)
-    return ctx.reference[order[:k]], ctx.reference[order[k:]]
+        return draw_mixture(exact, n, seed).reshape(n, *ctx.dataset.shape)
+    pool = _floor_pool(ctx)
+    return pool[torch.randperm(len(pool), generator=seeded_generator(seed, 1))[:n]]
+
+
+def _floor_pool(ctx: EvalContext) -> Tensor:
+    same = ctx.reference.shape == ctx.train.shape and torch.equal(ctx.reference, ctx.train)
+    return ctx.dataset.test() if same else ctx.train
 
 
 def floors(ctx: EvalContext, metrics: Iterable[str | Metric] | None = None, *, n: int,
@@ -105,8 +108,7 @@ def floors(ctx: EvalContext, metrics: Iterable[str | Metric] | None = None, *, n
     chosen = [m for m in select(ctx, metrics) if getattr(m, "floor", True)]
     totals: dict[str, float] = {}
     for s in range(seeds):
-        real, reference = floor_data(ctx, n, ctx.seed + s)
-        values = _run(chosen, real, dataclasses.replace(ctx, reference=reference, seed=ctx.seed + s))
+        values = _run(chosen, floor_data(ctx, n, ctx.seed + s), dataclasses.replace(ctx, seed=ctx.seed + s))
         for key, value in values.items():
             totals[key] = totals.get(key, 0.0) + value / seeds
     return totals
@@ -127,11 +129,12 @@ def protocol(ctx: EvalContext, n_generated: int, metrics: Iterable[str | Metric]
     protocol (extractor and weights hash, bandwidths)."""
     chosen = select(ctx, metrics)
     exact = isinstance(ctx.dataset.exact, GaussianMixture)
+    pool = "train" if _floor_pool(ctx) is ctx.train else "test"
     info: dict[str, Any] = {
         "n_generated": int(n_generated), "n_reference": len(ctx.reference), "n_train": len(ctx.train),
-        "reference_split": "test", "metric_seed": ctx.seed,
-        "floor_source": "exact mixture draws vs the held-out split" if exact else "held-out split cut in two",
-        "floor_n": int(n_generated) if exact else min(int(n_generated), len(ctx.reference) // 2),
+        "reference_split": "train" if pool == "test" else "test", "metric_seed": ctx.seed,
+        "floor_source": "exact mixture draws" if exact else f"{pool} split subsamples",
+        "floor_n": int(n_generated) if exact else min(int(n_generated), len(_floor_pool(ctx))),
         "floor_seeds": seeds,
         "metrics": [m.spec for m in chosen],
     }

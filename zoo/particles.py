@@ -13,12 +13,13 @@ So the pressure is extended quadratically outside the data and the reverse drift
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import torch
 from torch import Tensor, nn
 
 from zoo.blob import Energy, flow
-from zoo.contracts import Field
+from zoo.contracts import Field, Law
 from zoo.errors import ZooError
 
 OUTPUTS = ("vector", "scalar")
@@ -92,3 +93,49 @@ class ParticleField(Field):
             return super().pressure(x, t)
         self.nfe += 1
         return self.network(x, t) - 0.5 * x.flatten(1).square().sum(1)
+
+
+@dataclass(frozen=True)
+class ParticleLaw(Law):
+    """A law learned on its blob particle flow: subclasses give :meth:`energy`.
+
+    ``output``: ``vector`` (the network predicts grad p + x) or ``scalar`` (a pressure network,
+    needed by stochastic samplers). ``eps``: mollifier width of the blob method (none: twice the
+    data's mean nearest-neighbour distance). ``records``: number of log-spaced times of the
+    recorded flow. ``cfl``: the fraction of the stable explicit step e^2 / max P'(rho~) taken.
+    """
+
+    output: str = "vector"
+    eps: float | None = None
+    records: int = 64
+    cfl: float = 0.5
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.output not in OUTPUTS:
+            self.fail(f"output must be one of {', '.join(OUTPUTS)}, got {self.output!r}")
+        if self.eps is not None and not (self.eps > 0 and math.isfinite(self.eps)):
+            self.fail(f"eps must be a positive number, got {self.eps}")
+        if self.records < 2:
+            self.fail(f"records must be at least 2, got {self.records}")
+        if not 0 < self.cfl <= 1:
+            self.fail(f"cfl must lie in (0, 1], got {self.cfl}")
+
+    @property
+    def network_output(self) -> str:  # type: ignore[override]
+        return self.output
+
+    def energy(self, dim: int) -> Energy:
+        """The blob method's view of F for data of dimension ``dim``."""
+        raise NotImplementedError
+
+    def prepare(self, data: Tensor, generator: torch.Generator) -> dict[str, Tensor]:
+        """Record the blob flow of the train split (deterministic: ``generator`` is unused)."""
+        energy = self.energy(math.prod(data.shape[1:]))
+        return record(data, energy, record_times(self.T, self.t_min, self.records), eps=self.eps, cfl=self.cfl)
+
+    def loss(self, network: nn.Module, batch: dict[str, Tensor], generator: torch.Generator) -> Tensor:
+        return regression_loss(network, batch, self.output)
+
+    def field(self, network: nn.Module) -> Field:
+        return ParticleField(network, self.output)

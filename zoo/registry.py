@@ -296,7 +296,7 @@ def _coerce(cls: type, key: str, value: Any, hints: dict[str, Any]) -> Any:
             return value if value in choices else format_value(value)
         raise ZooError(f"{cls.kind} {cls.name!r}: option {key}={format_value(value)} "
                        f"should be one of {', '.join(map(format_value, choices))}")
-    if value == "none" and type(None) in args:
+    if isinstance(value, str) and value.lower() == "none" and type(None) in args:
         return None
     if isinstance(value, bool):
         if bool in args or hint is None:

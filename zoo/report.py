@@ -23,15 +23,17 @@ import numpy as np
 
 from zoo.errors import ZooError
 
-PRIMARY = ("fid", "w2", "energy_distance", "sliced_w2", "mmd")  # the first present ranks a data set
-SECONDARY = ("kid", "precision", "recall", "density", "coverage", "classes_covered", "modes_captured",
-             "high_quality", "vendi", "energy_distance", "sliced_w2", "mmd", "velocity_error")
+PRIMARY = ("fid", "w2", "energy", "sliced_w2", "mmd2")  # the first present ranks a data set
+SECONDARY = {  # shown beside the primary metric, by primary metric
+    "fid": ("kid", "precision", "recall", "coverage", "classes_covered", "class_kl"),
+    None: ("energy", "sliced_w2", "modes_captured", "high_quality", "coverage", "velocity_error"),
+}
 RATIO, RATIO_FLOOR = "memorization_ratio", "memorization_ratio_floor"
-NN_Z = ("nn_z", "memorization_z", "meehan_z")
+NN_Z = ("nn_z",)
 AUTHENTICITY = "authenticity"
 RATIO_MARGIN = 0.2  # "well above its floor": the floor is ~0.11 in 2-D, ~0 for digits; copies give ~1
 Z_LIMIT = 3.0  # Meehan et al. 2020: |Z| > 3 with Z < 0 means generated points sit too close to train
-LOWER_IS_BETTER = {"fid", "kid", "w2", "energy_distance", "sliced_w2", "mmd", "velocity_error", "kl"}
+LOWER_IS_BETTER = {"fid", "kid", "w2", "energy", "sliced_w2", "mmd2", "velocity_error"}
 
 
 def _z(metrics: dict[str, float]) -> float | None:
@@ -154,9 +156,9 @@ def short(spec: str) -> str:
     return spec.split(":", 1)[0]
 
 
-def _secondary(rows: list[dict[str, Any]], primary: str | None, limit: int = 5) -> list[str]:
+def _secondary(rows: list[dict[str, Any]], primary: str | None) -> list[str]:
     present = {k for r in rows for k in r["metrics"]}
-    return [m for m in SECONDARY if m in present and m != primary][:limit]
+    return [m for m in SECONDARY.get(primary, SECONDARY[None]) if m in present and m != primary]
 
 
 def _table(entries: list[Entry], primary: str | None, secondary: list[str]) -> tuple[list[str], list[list[str]]]:

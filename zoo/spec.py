@@ -14,7 +14,8 @@ from zoo.errors import ZooError
 
 
 def parse_value(text: str) -> Any:
-    """``'3'`` -> 3, ``'0.5'`` -> 0.5, ``'true'`` -> True, anything else stays a string."""
+    """``'3'`` -> 3, ``'0.5'`` -> 0.5, ``'true'`` -> True, anything else stays a string
+    (``'none'`` too: it means None only for options that may be None)."""
     low = text.strip().lower()
     if low in ("true", "false"):
         return low == "true"
@@ -30,6 +31,8 @@ def format_value(value: Any) -> str:
     """The SPEC text of an option value; ``parse_value(format_value(v)) == v`` for bool, int, float."""
     if isinstance(value, bool):
         return "true" if value else "false"
+    if value is None:
+        return "none"
     if isinstance(value, float):
         return repr(value)
     return str(value)

@@ -23,6 +23,7 @@ import dataclasses
 import json
 import os
 import sys
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -156,13 +157,21 @@ def _first_line(exc: Exception) -> str:
 
 
 def _read_checkpoint(path: Path, device: torch.device | str = "cpu") -> dict[str, Any]:
+    """The checkpoint's contents, its config parsed; ZooError if it is not one."""
     try:
-        ck = torch.load(path, map_location=device, weights_only=True)
+        with warnings.catch_warnings():  # torch warns before failing on foreign pickles: one line is enough
+            warnings.simplefilter("ignore")
+            ck = torch.load(path, map_location=device, weights_only=True)
     except Exception as exc:
         raise ZooError(f"corrupt checkpoint {str(path)!r}: {_first_line(exc)}") from None
     keys = {"config", "step", "model", "ema", "optimizer", "losses"}
     if not isinstance(ck, dict) or not keys <= set(ck):
-        raise ZooError(f"corrupt checkpoint {str(path)!r}: missing {', '.join(sorted(keys - set(ck or {})))}")
+        found = set(ck) if isinstance(ck, dict) else set()
+        raise ZooError(f"corrupt checkpoint {str(path)!r}: missing {', '.join(sorted(keys - found))}")
+    try:
+        ck["config"] = TrainConfig.from_json(ck["config"])
+    except (TypeError, ZooError) as exc:
+        raise ZooError(f"corrupt checkpoint {str(path)!r}: bad config: {exc}") from None
     return ck
 
 
@@ -185,11 +194,7 @@ def load_trained(out: str | Path, device: str = "auto") -> Trained:
         raise ZooError(f"no checkpoint in {str(out)!r} (train one with `zoo train --out {out}`)")
     dev = resolve_device(device)
     ck = _read_checkpoint(path, dev)
-    try:
-        config = TrainConfig.from_json(ck["config"])
-    except (TypeError, ZooError) as exc:
-        raise ZooError(f"corrupt checkpoint {str(path)!r}: bad config: {exc}") from None
-    config, law, network, dataset = _plugins(config)
+    config, law, network, dataset = _plugins(ck["config"])
     ema = _build_module(config, law, network, dataset).to(dev)
     try:
         ema.load_state_dict(ck["ema"])
@@ -293,7 +298,7 @@ def _train(config: TrainConfig, law: Law, network: Network, dataset: Dataset, ou
         previous = _config_in(out)
         if (out / CHECKPOINT).is_file():
             ck = _read_checkpoint(out / CHECKPOINT, device)
-            previous = TrainConfig.from_json(ck["config"])
+            previous = ck["config"]
         if previous is not None and previous.identity() != config.identity():
             diff = [k for k, v in config.identity().items() if previous.identity().get(k) != v]
             raise ZooError(f"{str(out)!r} holds a training run with a different config "

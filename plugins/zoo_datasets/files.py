@@ -38,16 +38,16 @@ class FileData(Dataset):
         path = Path(self.path).expanduser()
         if not path.is_file():
             self.fail(f"no such file: {self.path}")
+        unreadable = (OSError, ValueError, EOFError, zipfile.BadZipFile)  # ValueError: pickled objects
         try:
-            with np.load(path, allow_pickle=False) as loaded:  # an .npz opens as NpzFile
-                if not isinstance(loaded, np.lib.npyio.NpzFile):
-                    raise TypeError
+            loaded = np.load(path, allow_pickle=False)
+            if isinstance(loaded, np.ndarray):
+                return loaded
+            with loaded:  # an .npz archive
                 if "samples" not in loaded.files:
                     self.fail(f"{self.path} has no 'samples' array (keys: {', '.join(loaded.files) or 'none'})")
                 return loaded["samples"]
-        except TypeError:  # a plain .npy array is not a context manager
-            return np.load(path, allow_pickle=False)
-        except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
+        except unreadable as exc:
             self.fail(f"cannot read {self.path} as .npy or .npz ({type(exc).__name__}: {exc})")
 
     @cached_property

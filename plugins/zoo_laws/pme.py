@@ -15,13 +15,13 @@ from typing import Any, ClassVar
 import numpy as np
 import torch
 from scipy.special import betaincinv
-from torch import Tensor, nn
+from torch import Tensor
 
 import zoo
 from zoo.blob import PowerEnergy
-from zoo.contracts import Barenblatt, Dataset, Field, Law, seeded_generator
+from zoo.contracts import Barenblatt, Dataset, Field, seeded_generator
 from zoo.errors import ZooError
-from zoo.particles import OUTPUTS, ParticleField, record, record_times, regression_loss
+from zoo.particles import ParticleLaw
 
 
 def default_m(dim: int) -> float:
@@ -86,41 +86,22 @@ class RelaxingBarenblattField(Field):
 
 
 @dataclass(frozen=True)
-class PME(Law):
+class PME(ParticleLaw):
     """Porous medium law, learned by regression on the blob particle flow.
 
-    ``m``: exponent > 1 (none: 1 + 2/d). ``output``: ``vector`` (the network predicts
-    grad p + x) or ``scalar`` (a pressure network, needed by stochastic samplers).
-    ``eps``: mollifier width of the blob method (none: the data's mean nearest-neighbour
-    distance). ``records``: number of log-spaced times of the recorded flow. ``cfl``: the
-    fraction of the stable explicit step e^2 / max P'(rho~) that the flow takes.
+    ``m``: exponent > 1 (none: 1 + 2/d for data of dimension d). The other options are those of
+    :class:`zoo.particles.ParticleLaw` (network output, mollifier width, recorded times, CFL).
     """
 
     name: ClassVar[str] = "pme"
     summary: ClassVar[str] = "porous medium law (Barenblatt prior), learned on the blob particle flow"
 
     m: float | None = None
-    output: str = "vector"
-    eps: float | None = None
-    records: int = 64
-    cfl: float = 0.5
 
     def __post_init__(self) -> None:
         super().__post_init__()
         if self.m is not None and not (self.m > 1 and math.isfinite(self.m)):
             self.fail(f"m must be a number > 1, got {self.m}")
-        if self.output not in OUTPUTS:
-            self.fail(f"output must be one of {', '.join(OUTPUTS)}, got {self.output!r}")
-        if self.eps is not None and not (self.eps > 0 and math.isfinite(self.eps)):
-            self.fail(f"eps must be a positive number, got {self.eps}")
-        if self.records < 2:
-            self.fail(f"records must be at least 2, got {self.records}")
-        if not 0 < self.cfl <= 1:
-            self.fail(f"cfl must lie in (0, 1], got {self.cfl}")
-
-    @property
-    def network_output(self) -> str:  # type: ignore[override]
-        return self.output
 
     def exponent(self, dim: int) -> float:
         """m for data of dimension ``dim`` (the option, or 1 + 2/d)."""
@@ -130,16 +111,8 @@ class PME(Law):
         dim = math.prod(shape)
         return barenblatt_sample(n, dim, self.exponent(dim), generator).float().reshape(n, *shape)
 
-    def prepare(self, data: Tensor, generator: torch.Generator) -> dict[str, Tensor]:
-        """Record the blob flow of the train split (deterministic: ``generator`` is unused)."""
-        energy = PowerEnergy(self.exponent(math.prod(data.shape[1:])))
-        return record(data, energy, record_times(self.T, self.t_min, self.records), eps=self.eps, cfl=self.cfl)
-
-    def loss(self, network: nn.Module, batch: dict[str, Tensor], generator: torch.Generator) -> Tensor:
-        return regression_loss(network, batch, self.output)
-
-    def field(self, network: nn.Module) -> Field:
-        return ParticleField(network, self.output)
+    def energy(self, dim: int) -> PowerEnergy:
+        return PowerEnergy(self.exponent(dim))
 
     def exact_field(self, target: Any) -> Field:
         if isinstance(target, Barenblatt):

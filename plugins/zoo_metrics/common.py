@@ -15,9 +15,18 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from zoo.contracts import EvalContext
+
 CHUNK_ELEMENTS = 1 << 24  # entries of one distance block (64 MiB in float32)
 _CACHE: OrderedDict[tuple, Any] = OrderedDict()
 _CACHE_SIZE = 64
+
+
+def held_out(ctx: EvalContext) -> Tensor:
+    """Real data the model never saw: the reference, unless the reference is the train split itself
+    (the CIFAR-10 FID protocol), then the data set's held-out split."""
+    same = ctx.reference.shape == ctx.train.shape and torch.equal(ctx.reference, ctx.train)
+    return ctx.dataset.test() if same else ctx.reference
 
 
 def flat(x: Tensor) -> Tensor:
@@ -96,12 +105,12 @@ def balls_hit(a: Tensor, b: Tensor, radii: Tensor) -> Tensor:
     return hit
 
 
-def subsample(x: Tensor, limit: int, seed: int) -> Tensor:
-    """At most ``limit`` rows of x, chosen by a seeded permutation (all of x when it is small)."""
-    if x.shape[0] <= limit:
+def subsample(x: Tensor, limit: int, seed: int, shuffle: bool = False) -> Tensor:
+    """At most ``limit`` rows of x chosen by a seeded permutation (in their order, or shuffled)."""
+    if x.shape[0] <= limit and not shuffle:
         return x
-    rng = np.random.default_rng(seed)
-    return x[torch.from_numpy(np.sort(rng.choice(x.shape[0], limit, replace=False)))]
+    order = np.random.default_rng(seed).permutation(x.shape[0])[:limit]
+    return x[torch.from_numpy(order if shuffle else np.sort(order))]
 
 
 def kl_histogram(counts: Tensor, weights: Tensor) -> float:

@@ -72,7 +72,7 @@ class Diversity(Metric):
     bandwidth: float | None = None  # Vendi RBF width; none: half the mode (class) spacing, see vendi_bandwidth
     k_density: int = 5
     k_prc: int = 3
-    vendi_points: int = 1000  # eigenvalues of an n x n kernel cost n^3: subsample
+    vendi_points: int = 500  # eigenvalues of an n x n kernel cost n^3: subsample
 
     def __post_init__(self) -> None:
         if self.bandwidth is not None and not (self.bandwidth > 0 and math.isfinite(self.bandwidth)):

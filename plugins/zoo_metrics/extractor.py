@@ -2,8 +2,9 @@
 
 Trained on the train split of the ``digits`` data set by ``scripts/train_digits_extractor.py``
 (deterministic, CPU); the weights ship beside this file with their sha256, which every
-result row records. Penultimate activations (128) serve FID, KID and precision/recall; the
-logits (10) give the classifier (Inception-style) score and the class histogram.
+result row records. Penultimate pre-activations (128, standardised on the train split) serve
+FID, KID and precision/recall; the logits (10) give the classifier (Inception-style) score and
+the class histogram.
 
 Input convention: images (n, C, H, W) are mapped to gray levels in [0, 1] by the affine map
 that sends the train split's range [lo, hi] to [0, 1], padded with background to a square
@@ -42,10 +43,20 @@ class DigitsCNN(nn.Module):
             nn.Flatten(), nn.Linear(64 * (SIZE // 2) ** 2, width),
         )
         self.head = nn.Sequential(nn.ReLU(), nn.Linear(width, classes))
+        # fixed after training: features standardised on the train split (KID's kernel expects O(1))
+        self.register_buffer("center", torch.zeros(width))
+        self.register_buffer("scale", torch.ones(()))
 
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
-        features = self.body(x)  # pre-activation: closer to Gaussian than ReLU outputs, as FID assumes
-        return features, self.head(features)
+        hidden = self.body(x)  # pre-activation: closer to Gaussian than ReLU outputs, as FID assumes
+        return (hidden - self.center) / self.scale, self.head(hidden)
+
+    @torch.no_grad()
+    def standardise(self, x: Tensor) -> None:
+        """Set center and scale so that features of x (n, 1, 8, 8) have mean 0 and mean variance 1."""
+        hidden = self.body(x)
+        self.center.copy_(hidden.mean(0))
+        self.scale.copy_(hidden.var(0).mean().sqrt())
 
 
 def applies(dataset: Dataset) -> bool:

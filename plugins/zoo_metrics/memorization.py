@@ -2,7 +2,8 @@
 
 * distance-ratio test (Yoon et al. 2023; Gu et al. 2023): a sample is memorised when
   d1 < d2 / 3, with d1, d2 the distances to its nearest and second-nearest training points;
-  ``memorization_ratio`` for the samples, ``memorization_ratio_floor`` for the held-out split;
+  ``memorization_ratio`` for the samples, ``memorization_ratio_floor`` for held-out data (the
+  reference, or the test split when the reference is the train split);
 * nearest-neighbour test (Meehan et al. 2020, C_T with a single cell): Mann-Whitney Z of the
   generated->train against the held-out->train nearest distances; Z << 0 is copying, Z >> 0
   underfitting; ``nn_z_flag`` = 1 when |Z| > 3;
@@ -22,7 +23,7 @@ from torch import Tensor
 
 from zoo.contracts import EvalContext, Metric
 from zoo.errors import ZooError
-from zoo_metrics.common import cached, fingerprint, flat, knn
+from zoo_metrics.common import cached, fingerprint, flat, held_out, knn
 
 
 def mann_whitney_z(x: Tensor, y: Tensor) -> float:
@@ -51,6 +52,7 @@ class Memorization(Metric):
     summary = "distance-ratio memorisation (and its held-out floor), NN Mann-Whitney Z, authenticity"
     higher_is_better: ClassVar[dict[str, bool]] = {
         "memorization_ratio": False, "nn_z_flag": False, "authenticity": True}
+    floor: ClassVar[bool] = False  # its held-out floors are among its values
 
     ratio: float = 3.0  # memorised when d1 < d2 / ratio
     z_flag: float = 3.0
@@ -66,8 +68,8 @@ class Memorization(Metric):
         if len(train) < 2:
             raise ZooError(f"metric 'memorization' needs at least 2 distinct train points, got {len(train)}")
         gen_d, gen_i = knn(samples, train, 2)
-        held_d, held_i = cached(("train-nn", fingerprint(train), fingerprint(ctx.reference)),
-                                lambda: knn(ctx.reference, train, 2))
+        held = held_out(ctx)
+        held_d, held_i = cached(("train-nn", fingerprint(train), fingerprint(held)), lambda: knn(held, train, 2))
         own = cached(("train-self-nn", fingerprint(train)), lambda: knn(train, train, 1, exclude_self=True)[0][:, 0])
         z = mann_whitney_z(gen_d[:, 0], held_d[:, 0])
         return {

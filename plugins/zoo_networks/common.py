@@ -28,7 +28,7 @@ class LogTimeEmbedding(nn.Module):
         self.register_buffer("freqs", math.pi * torch.logspace(-1, 4, half, base=2.0))
 
     def forward(self, t: Tensor) -> Tensor:
-        c = (2.0 * (torch.log(t.float().clamp_min(1e-12)) - self.lo) / (self.hi - self.lo) - 1.0)[:, None]
+        c = (2.0 * (torch.log(t.to(self.freqs.dtype).clamp_min(1e-12)) - self.lo) / (self.hi - self.lo) - 1.0)[:, None]
         angle = c * self.freqs
         out = torch.cat([c, angle.sin(), angle.cos()], dim=1)
         return nn.functional.pad(out, (0, self.dim - out.shape[1]))

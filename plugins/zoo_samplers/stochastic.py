@@ -69,13 +69,18 @@ class EulerMaruyama(GridSampler):
 @dataclass(frozen=True)
 class PredictorCorrector(GridSampler):
     """Predictor-corrector sampling, Song et al. 2021 ("Score-based generative modeling through
-    stochastic differential equations"), Algorithms 2-3: at each grid time, ``corrector_steps``
-    Langevin MCMC steps x <- x + eps grad log rho + sqrt(2 eps) z with eps = 2 (snr |z| / |grad log rho|)^2,
-    then an Euler-Maruyama predictor step of the reverse SDE (noise strength ``alpha``, 1 = Anderson's).
+    stochastic differential equations"), Algorithms 2-3: at each grid time t, ``corrector_steps``
+    Langevin MCMC steps x <- x + eps grad log rho_t + sqrt(2 eps) z, then an Euler-Maruyama predictor
+    step of the reverse SDE (noise strength ``alpha``; 1 is Anderson's reverse SDE).
 
-    The norms in eps are per sample (Song et al. average them over the batch), so a sample does
-    not depend on its batch. The last predictor step adds no noise (returns the mean), as in Song
-    et al. Heat only: the corrector needs the score. 1 + corrector_steps NFE per grid step.
+    Step size: Song et al. take eps = 2 (snr |z| / |grad log rho|)^2 with norms averaged over the
+    batch; per sample that rule explodes where the score vanishes (between modes, near x = 0 at
+    large t), and averaged it makes a sample depend on its batch. We use its value at the largest
+    Fisher information the heat law allows, |grad log rho_t|^2 <= d / s_t^2 (rho_t is rho_0 blurred
+    by N(0, s_t^2 I)): eps = 2 (snr s_t)^2, so snr bounds the ratio |eps grad log rho| / |sqrt(2 eps) z|.
+
+    The last predictor step adds no noise (returns the mean), as in Song et al. Heat only: the
+    corrector needs the score. 1 + corrector_steps NFE per grid step.
     """
 
     name: ClassVar[str] = "pc"
@@ -103,10 +108,8 @@ class PredictorCorrector(GridSampler):
         steps = list(intervals(grid))
         for k, (t, _, h) in enumerate(steps):
             tt = torch.full((x.shape[0],), t, dtype=x.dtype, device=x.device)
+            eps = 2.0 * self.snr**2 * -math.expm1(-2.0 * t)  # Langevin step 2 (snr s_t)^2, see above
             for _ in range(self.corrector_steps):  # Langevin corrector at time t
-                score, z = process.field.grad_p(x, tt), noise.randn().to(x.dtype)
-                ratio = z.flatten(1).norm(dim=1) / score.flatten(1).norm(dim=1).clamp_min(1e-12)
-                eps = _per_sample(2.0 * (self.snr * ratio) ** 2, x)
-                x = x + eps * score + torch.sqrt(2.0 * eps) * z
+                x = x + eps * process.field.grad_p(x, tt) + math.sqrt(2.0 * eps) * noise.randn().to(x.dtype)
             x = _em_step(process, x, t, h, noise if k < len(steps) - 1 else None)
         return x

@@ -8,6 +8,7 @@ parametrised pytest test of them. Every check is sized to run in a few seconds o
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 from typing import Any, Callable
 
@@ -41,6 +42,22 @@ class _Who:
             raise
         except Exception as exc:
             raise AssertionError(f"{self.label}: {what} raised {type(exc).__name__}: {exc}") from exc
+
+
+def _one_thread(check: Callable[..., Report]) -> Callable[..., Report]:
+    """Run a check on one CPU thread: its tensors are tiny, and on a busy machine torch's
+    thread pool makes each small op tens of times slower."""
+
+    @functools.wraps(check)
+    def run(*args: Any, **kwargs: Any) -> Report:
+        threads = torch.get_num_threads()
+        torch.set_num_threads(1)
+        try:
+            return check(*args, **kwargs)
+        finally:
+            torch.set_num_threads(threads)
+
+    return run
 
 
 def resolve(kind: str, plugin: Any) -> Plugin:
@@ -127,9 +144,22 @@ def _rk4_reference(law: Law, field: Field, x: Tensor, steps: int = 1000) -> Tens
 
 
 def _prior(law: Law, n: int, shape: tuple[int, ...], seed: int) -> Tensor:
+    """The prior draws of zoo.sampling: sample i from stream 2i of the seed."""
     return torch.cat([law.prior(1, shape, seeded_generator(seed, 2 * i)) for i in range(n)]).float()
 
 
+@functools.lru_cache(maxsize=8)
+def _reference(law: Law, n: int, seed: int, steps: int) -> tuple[Tensor, Tensor]:
+    """Prior draws (n, 2) and their RK4 transport by the law's exact field (shared by every sampler)."""
+    from zoo.testing import RelaxingGaussian
+
+    problem, exact = exact_problem(law, 2)
+    exact = exact if problem is not None else RelaxingGaussian(GAUSSIAN_H0, 2).field()
+    x = _prior(law, n, (2,), seed)
+    return x, _rk4_reference(law, exact, x, steps)
+
+
+@_one_thread
 def check_law(law: Any, *, shape: tuple[int, ...] = (2,), steps: int = 40, seed: int = 0) -> Report:
     """Contract; the prior (shape, seeding, centred); stationary sampling (the prior pushed back by
     the law's exact field reproduces the data law); a finite training loss that decreases over
@@ -229,6 +259,7 @@ def _default_law() -> Law:
     return registry.create("law", names[0])
 
 
+@_one_thread
 def check_network(network: Any, *, law: Any = None, dataset: Any = None, seed: int = 0) -> Report:
     """Contract; a learned network builds deterministically under ``torch.manual_seed``, maps
     x (n, *shape), t (n,) to (n, *shape) (vector) or (n,) (scalar), does not mix samples of a batch,
@@ -334,6 +365,7 @@ def _run(sampler: Sampler, law: Law, field: Field, x: Tensor, nfe: int, seed: in
     return y, tally.calls
 
 
+@_one_thread
 def check_sampler(sampler: Any, *, law: Any = None, seed: int = 0,
                   nfes: tuple[int, ...] = (8, 16, 32, 64)) -> Report:
     """Contract; ``steps_for`` positive and non-decreasing; output shape, dtype and device for
@@ -405,8 +437,7 @@ def _convergence(sampler: Sampler, law: Law, who: _Who, seed: int, nfes: tuple[i
         problem = RelaxingGaussian(GAUSSIAN_H0, 2)
         exact = problem.field()
     if not sampler.stochastic:
-        x = _prior(law, 200, (2,), seed)
-        ref = _rk4_reference(law, exact, x)
+        x, ref = _reference(law, 200, seed, 500)
         scale = ref.square().mean().sqrt().item()
         errors = []
         for nfe in nfes:
@@ -421,14 +452,14 @@ def _convergence(sampler: Sampler, law: Law, who: _Who, seed: int, nfes: tuple[i
                                           f"exact field: an adaptive ODE sampler should be accurate")
             return report
         falling = all(e1 < e0 or e1 < 1e-7 for e0, e1 in zip(errors[:-1], errors[1:]))
-        who.ensure(falling and errors[-1] < 0.05,
-                   "error against a fine RK4 solution on an exact field does not fall as NFE doubles: "
-                   + ", ".join(f"nfe {k}: {e:.2e}" for k, e in zip(nfes, errors)))
+        converging = errors[-1] < 1e-7 or (orders and orders[-1] > 0.5)
+        who.ensure(falling and converging and errors[-1] < 0.25,
+                   "error against a fine RK4 solution on an exact field does not fall (at order > 0.5) "
+                   "as NFE doubles: " + ", ".join(f"nfe {k}: {e:.2e}" for k, e in zip(nfes, errors)))
         return report
     # stochastic: all members of the alpha family share the marginals, so compare E|x|^2 with the ODE's
     n = 1000
-    x = _prior(law, n, (2,), seed)
-    ref = _rk4_reference(law, exact, x, steps=400)
+    x, ref = _reference(law, n, seed, 200)
     want = ref.square().sum(1).mean().item()
     noise_floor = 3 * ref.square().sum(1).std().item() / math.sqrt(n) / want
     low, high = nfes[0], nfes[-1]
@@ -447,6 +478,7 @@ def _convergence(sampler: Sampler, law: Law, who: _Who, seed: int, nfes: tuple[i
 # --------------------------------------------------------------------------- data sets
 
 
+@_one_thread
 def check_dataset(dataset: Any) -> Report:
     """Contract; train and test splits are finite float32 CPU tensors (n, *shape) reproducible
     from the options alone; labels (n,) integers or None; ``exact`` None or a density of the right dimension."""
@@ -485,6 +517,7 @@ def check_dataset(dataset: Any) -> Report:
 # --------------------------------------------------------------------------- metrics
 
 
+@_one_thread
 def check_metric(metric: Any, *, datasets: tuple[Any, ...] = (), seed: int = 0) -> Report:
     """Contract; on the first data set it applies to, ``compute`` returns finite floats under
     names listed in ``higher_is_better``, reproducibly, and tells held-out data from noise."""
@@ -518,6 +551,7 @@ def square_job(job: dict) -> dict:
     return {"square": job["i"] ** 2}
 
 
+@_one_thread
 def check_executor(executor: Any, *, jobs: int = 5) -> Report:
     """Contract; ``map(fn, jobs)`` yields every job exactly once as ``(job, fn(job))``."""
     executor = check_contract("executor", executor)

@@ -1,0 +1,192 @@
+"""A nonlinear diffusion law for any convex F: d/dt rho = div(rho (grad F'(rho) + x)), MATH.md section 2.
+
+F comes from a formula in ``rho`` (``custom:F=rho**3/2``, parsed safely by :mod:`zoo.formula`),
+one of the named profiles below, or a Python subclass overriding :meth:`Custom.f` (and, if
+wanted, :meth:`Custom.df`, :meth:`Custom.d2f`; automatic differentiation otherwise). The
+stationary state solves p(rho_inf(x)) + |x|^2/2 = C on its support, radially, with C fixed by
+unit mass (root finding) and radii drawn by inverse CDF. Learned on the blob particle flow.
+"""
+from __future__ import annotations
+
+import functools
+import math
+from dataclasses import dataclass
+from typing import ClassVar
+
+import numpy as np
+import torch
+from scipy.optimize import brentq
+from scipy.special import gammaln, logsumexp
+from torch import Tensor
+
+import zoo
+from zoo.contracts import Field
+from zoo.errors import ZooError
+from zoo.formula import parse
+from zoo.particles import ParticleLaw
+
+PROFILES = {
+    "heat": "rho*log(rho)",  # P = rho: the heat law
+    "pme2": "rho**2",  # P = rho^2: PME with m = 2
+    # P = rho + rho^2: heat-like where rho is small, PME (m = 2) where rho is large
+    "heat-pme": "rho*log(rho) + rho**2",
+}
+LOG_RHO = (-60.0, 30.0)  # densities considered: exp(-60) counts as the edge of the support
+CHECK = torch.logspace(-8, 4, 241, dtype=torch.float64)  # where F is checked for convexity
+
+
+@dataclass(frozen=True)
+class Custom(ParticleLaw):
+    """Nonlinear diffusion for a convex F given by ``F`` (a formula in rho or a named profile:
+    heat, pme2, heat-pme). Other options as for pme (network output, eps, records, cfl)."""
+
+    name: ClassVar[str] = "custom"
+    summary: ClassVar[str] = "nonlinear diffusion for any convex F(rho) (formula or Python subclass)"
+
+    F: str = "heat-pme"
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        self._check()
+
+    @functools.cached_property
+    def _formula(self):
+        return parse(PROFILES.get(str(self.F), str(self.F)))
+
+    # -- F and its derivatives on float64 tensors of densities rho > 0
+    def f(self, rho: Tensor) -> Tensor:
+        """F(rho). A Python subclass overrides this (and optionally df, d2f)."""
+        return self._formula(rho)
+
+    def df(self, rho: Tensor) -> Tensor:
+        """p = F'(rho), by automatic differentiation unless overridden."""
+        with torch.enable_grad():
+            r = rho.detach().requires_grad_(True)
+            return torch.autograd.grad(self.f(r).sum(), r)[0]
+
+    def d2f(self, rho: Tensor) -> Tensor:
+        """F''(rho), by automatic differentiation unless overridden."""
+        with torch.enable_grad():
+            r = rho.detach().requires_grad_(True)
+            return torch.autograd.grad(self.df(r).sum(), r)[0] if type(self).df is not Custom.df \
+                else torch.autograd.grad(torch.autograd.grad(self.f(r).sum(), r, create_graph=True)[0].sum(), r)[0]
+
+    def big_p(self, rho: Tensor) -> Tensor:
+        """P(rho) = rho F'(rho) - F(rho)."""
+        return rho * self.df(rho) - self.f(rho)
+
+    def _check(self) -> None:
+        """F must be finite, strictly convex and have P > 0 on densities 1e-8 .. 1e4."""
+        try:
+            with np.errstate(all="ignore"):
+                values = [self.f(CHECK), self.df(CHECK), self.d2f(CHECK), self.big_p(CHECK)]
+        except ZooError:
+            raise
+        except (ArithmeticError, RuntimeError, ValueError, TypeError) as exc:
+            self.fail(f"F = {self.F} cannot be evaluated: {exc}")
+        if not all(torch.isfinite(v).all() for v in values):
+            self.fail(f"F = {self.F} is not finite for every density in [1e-8, 1e4]")
+        if not (values[2] > 0).all():
+            bad = float(CHECK[~(values[2] > 0)][0])
+            self.fail(f"F = {self.F} is not strictly convex (F'' <= 0 at rho = {bad:.3g})")
+        if not (values[3] > 0).all():
+            self.fail(f"F = {self.F} gives P = rho F' - F <= 0 somewhere (F(0) must be 0)")
+
+    # -- the blob method's view (zoo.blob.Energy): functions of log rho
+    def energy(self, dim: int) -> "Custom":
+        return self
+
+    def log_weight(self, log_rho: Tensor) -> Tensor:
+        return torch.log(self.big_p(torch.exp(log_rho))) - 2.0 * log_rho
+
+    def diffusivity(self, log_rho: Tensor) -> Tensor:
+        rho = torch.exp(log_rho)
+        return rho * self.d2f(rho)
+
+    def pressure(self, log_rho: Tensor) -> Tensor:
+        return self.df(torch.exp(log_rho))
+
+    # -- stationary state
+    def density_of_pressure(self, p: Tensor, iterations: int = 100) -> Tensor:
+        """log rho solving F'(rho) = p (F' increases), by bisection in log rho; clamped to LOG_RHO."""
+        p = p.double()
+        lo, hi = torch.full_like(p, LOG_RHO[0]), torch.full_like(p, LOG_RHO[1])
+        for _ in range(iterations):
+            mid = 0.5 * (lo + hi)
+            above = self.df(torch.exp(mid)) > p
+            hi, lo = torch.where(above, mid, hi), torch.where(above, lo, mid)
+        return 0.5 * (lo + hi)
+
+    def stationary(self, dim: int) -> "Stationary":
+        return _stationary(self, dim)
+
+    def prior(self, n: int, shape: tuple[int, ...], generator: torch.Generator) -> Tensor:
+        dim = math.prod(shape)
+        u = torch.rand(n, generator=generator, dtype=torch.float64)
+        z = torch.randn(n, dim, generator=generator, dtype=torch.float64)
+        radius = self.stationary(dim).radius(u)
+        return (radius[:, None] * z / z.norm(dim=1, keepdim=True)).float().reshape(n, *shape)
+
+    def pressure_ratio(self, field: Field, x: Tensor, t: Tensor) -> Tensor:
+        """P(rho)/rho with rho = (F')^-1(p) from the field's pressure."""
+        rho = torch.exp(self.density_of_pressure(field.pressure(x, t)))
+        return (self.big_p(rho) / rho).to(x.dtype)
+
+
+@dataclass(frozen=True)
+class Stationary:
+    """The radial stationary state: log rho_inf on a radius grid, C, and the radial CDF."""
+
+    C: float
+    r: np.ndarray  # (G,) radii from 0 to the edge
+    log_rho: np.ndarray  # (G,) log rho_inf(r)
+    cdf: np.ndarray  # (G,) P(|X| <= r)
+
+    def density(self, radius: Tensor) -> Tensor:
+        """rho_inf at radii (n,), zero beyond the grid."""
+        out = np.interp(radius.double().numpy(), self.r, np.exp(self.log_rho), right=0.0)
+        return torch.from_numpy(out)
+
+    def radius(self, u: Tensor) -> Tensor:
+        """Inverse CDF: radii (n,) for uniforms u (n,)."""
+        return torch.from_numpy(np.interp(u.double().numpy(), self.cdf, self.r))
+
+
+@functools.lru_cache(maxsize=32)
+def _stationary(law: Custom, dim: int, grid: int = 4001) -> Stationary:
+    """p(rho_inf(r)) + r^2/2 = C; C from log mass(C) = 0 by Brent's method (MATH.md section 2)."""
+    p_edge = float(law.df(torch.tensor(math.exp(LOG_RHO[0]), dtype=torch.float64)))
+    log_sphere = math.log(2.0) + dim / 2 * math.log(math.pi) - gammaln(dim / 2)
+
+    def profile(C: float) -> tuple[np.ndarray, np.ndarray]:
+        edge = math.sqrt(2.0 * max(C - p_edge, 1e-300))
+        r = np.linspace(0.0, edge, grid)
+        log_rho = law.density_of_pressure(torch.from_numpy(C - r * r / 2)).numpy()
+        return r, log_rho
+
+    def log_mass(C: float) -> float:
+        r, log_rho = profile(C)
+        with np.errstate(divide="ignore"):
+            terms = log_rho + (dim - 1) * np.log(r)
+        return float(log_sphere + logsumexp(terms) + math.log(r[1] - r[0]))
+
+    lo = hi = float(law.df(torch.tensor(1.0, dtype=torch.float64)))
+    step = 1.0
+    while log_mass(hi) < 0:
+        hi, step = hi + step, 2 * step
+    step = 1.0
+    while log_mass(lo) > 0:
+        lo, step = lo - step, 2 * step
+    if not (math.isfinite(lo) and math.isfinite(hi)):
+        raise ZooError(f"law custom: no stationary state found for F = {law.F} in dimension {dim}")
+    C = brentq(log_mass, lo, hi, xtol=1e-12, rtol=1e-12)
+    r, log_rho = profile(C)
+    with np.errstate(divide="ignore"):
+        weights = np.exp(log_rho + (dim - 1) * np.log(r) - (log_rho + (dim - 1) * np.log(r)).max())
+    cdf = np.concatenate([[0.0], np.cumsum(0.5 * (weights[1:] + weights[:-1]))])
+    return Stationary(C, r, log_rho, cdf / cdf[-1])
+
+
+@zoo.hookimpl
+def zoo_register_laws(register) -> None:
+    register(Custom)
