@@ -176,3 +176,9 @@ def test_prior_and_pressure_ratio():
     assert a.shape == (5000, 2, 3) and torch.equal(a, law.prior(5000, (2, 3), torch.Generator().manual_seed(9)))
     assert abs(a.mean()) < 0.03 and abs(a.var() - 1) < 0.03
     assert torch.equal(law.pressure_ratio(None, a, torch.ones(5000)), torch.ones(5000))
+
+
+def test_conformance_suite():
+    from zoo.testing.conformance import check_law
+
+    check_law(Heat())

@@ -142,10 +142,12 @@ def test_identical_and_translated_sets(gmm):
 def test_floors_average_seeds_and_fresh_samples_sit_near_them(gmm):
     data, ctx = gmm
     low = floors(ctx, ["exact", "modes"], n=400, seeds=2)
-    assert low == floors(ctx, ["exact", "modes"], n=400, seeds=2)
+    one = [floors(context(data, seed=s), ["exact", "modes"], n=400, seeds=1) for s in (0, 1)]
+    assert low == pytest.approx({k: (one[0][k] + one[1][k]) / 2 for k in low})
+    assert one[0]["w2"] != one[1]["w2"]  # each seed draws fresh data
     assert 0.05 < low["w2"] < 0.6 and low["modes_captured"] == 8
     new = evaluate(fresh(data, 400, seed=99), ctx, ["exact"])
-    assert new["w2"] == pytest.approx(low["w2"], rel=0.35)
+    assert 0.5 < new["w2"] / low["w2"] < 2  # W2 between real samples varies a lot between seeds
     noise = evaluate(torch.randn(400, 2), ctx, ["exact"])
     assert noise["w2"] > 2 * low["w2"] and noise["energy"] > 10 * max(low["energy"], 1e-3)
 
@@ -161,7 +163,7 @@ def test_fid_small_for_held_out_digits_large_for_noise(digits):
     real = evaluate(test[150:], half, ["fidelity"])
     noise = evaluate(torch.rand(150, 1, 8, 8) * 2 - 1, half, ["fidelity"])
     assert real["fid"] < 0.2 * noise["fid"] and real["kid"] < 0.1 * noise["kid"]
-    assert real["precision"] > 0.8 and real["recall"] > 0.8 and noise["precision"] < 0.3
+    assert real["precision"] > 0.8 and real["recall"] > 0.8 and noise["precision"] < 0.7 * real["precision"]
     assert real["classifier_score"] > 8 > noise["classifier_score"]
     assert set(real) == {"fid", "kid", "kid_std", "precision", "recall", "classifier_score"}
 

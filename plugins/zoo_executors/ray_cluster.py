@@ -111,8 +111,6 @@ class RayCluster(Executor):
     timeout: float = 5.0
 
     def __post_init__(self) -> None:
-        if self.address is not None:
-            _host_port(self.address)
         if self.num_cpus < 0:
             self.fail(f"num_cpus must be >= 0, got {self.num_cpus}")
         if self.address is not None and self.num_cpus:
@@ -123,7 +121,11 @@ class RayCluster(Executor):
             self.fail(f"gpus_per_job must be >= 0, got {self.gpus_per_job}")
         if not self.timeout > 0:
             self.fail(f"timeout must be > 0 seconds, got {self.timeout}")
-        self._runtime_env()  # a bad file fails before any cluster starts
+        self._runtime_env()  # a bad file, a missing ray, an address that does not answer:
+        _import_ray()  # all fail here, before a sweep starts
+        target = _host_port(self.address) if self.address is not None else None
+        if target is not None:
+            self._check_reachable(*target)
 
     def _runtime_env(self) -> dict[str, Any] | None:
         if self.runtime_env is None:
@@ -157,8 +159,6 @@ class RayCluster(Executor):
                          include_dashboard=False, **quiet)
             return
         target = _host_port(self.address)
-        if target is not None:
-            self._check_reachable(*target)
         loopback = target is not None and _is_loopback(target[0])
         try:
             with _loopback_node(ray) if loopback else contextlib.nullcontext():

@@ -60,16 +60,11 @@ class Custom(ParticleLaw):
 
     def df(self, rho: Tensor) -> Tensor:
         """p = F'(rho), by automatic differentiation unless overridden."""
-        with torch.enable_grad():
-            r = rho.detach().requires_grad_(True)
-            return torch.autograd.grad(self.f(r).sum(), r)[0]
+        return _derivative(self.f, rho)
 
     def d2f(self, rho: Tensor) -> Tensor:
         """F''(rho), by automatic differentiation unless overridden."""
-        with torch.enable_grad():
-            r = rho.detach().requires_grad_(True)
-            return torch.autograd.grad(self.df(r).sum(), r)[0] if type(self).df is not Custom.df \
-                else torch.autograd.grad(torch.autograd.grad(self.f(r).sum(), r, create_graph=True)[0].sum(), r)[0]
+        return _derivative(self.df, rho)
 
     def big_p(self, rho: Tensor) -> Tensor:
         """P(rho) = rho F'(rho) - F(rho)."""
@@ -107,15 +102,17 @@ class Custom(ParticleLaw):
         return self.df(torch.exp(log_rho))
 
     # -- stationary state
-    def density_of_pressure(self, p: Tensor, iterations: int = 100) -> Tensor:
-        """log rho solving F'(rho) = p (F' increases), by bisection in log rho; clamped to LOG_RHO."""
-        p = p.double()
-        lo, hi = torch.full_like(p, LOG_RHO[0]), torch.full_like(p, LOG_RHO[1])
-        for _ in range(iterations):
-            mid = 0.5 * (lo + hi)
-            above = self.df(torch.exp(mid)) > p
-            hi, lo = torch.where(above, mid, hi), torch.where(above, lo, mid)
-        return 0.5 * (lo + hi)
+    @functools.cached_property
+    def _pressure_table(self) -> tuple[np.ndarray, np.ndarray]:
+        """(p, log rho) on a fine log-density grid: F' increases, so p -> log rho interpolates."""
+        log_rho = np.linspace(*LOG_RHO, 36001)
+        p = self.df(torch.from_numpy(np.exp(log_rho))).detach().numpy()
+        return np.maximum.accumulate(p), log_rho
+
+    def density_of_pressure(self, p: Tensor) -> Tensor:
+        """log rho (n,) float64 solving F'(rho) = p (n,), clamped to LOG_RHO."""
+        table_p, table_log_rho = self._pressure_table
+        return torch.from_numpy(np.interp(p.detach().double().cpu().numpy(), table_p, table_log_rho)).to(p.device)
 
     def stationary(self, dim: int) -> "Stationary":
         return _stationary(self, dim)
@@ -129,8 +126,18 @@ class Custom(ParticleLaw):
 
     def pressure_ratio(self, field: Field, x: Tensor, t: Tensor) -> Tensor:
         """P(rho)/rho with rho = (F')^-1(p) from the field's pressure."""
-        rho = torch.exp(self.density_of_pressure(field.pressure(x, t)))
+        rho = torch.exp(self.density_of_pressure(field.pressure(x, t)).to(x.device))
         return (self.big_p(rho) / rho).to(x.dtype)
+
+
+def _derivative(fn, rho: Tensor) -> Tensor:
+    """d fn/d rho elementwise by automatic differentiation (kept differentiable when rho is)."""
+    with torch.enable_grad():
+        r = rho if rho.requires_grad else rho.detach().requires_grad_(True)
+        y = fn(r)
+        if not y.requires_grad:  # fn constant in rho
+            return torch.zeros_like(rho)
+        return torch.autograd.grad(y.sum(), r, create_graph=rho.requires_grad)[0]
 
 
 @dataclass(frozen=True)
@@ -155,13 +162,14 @@ class Stationary:
 @functools.lru_cache(maxsize=32)
 def _stationary(law: Custom, dim: int, grid: int = 4001) -> Stationary:
     """p(rho_inf(r)) + r^2/2 = C; C from log mass(C) = 0 by Brent's method (MATH.md section 2)."""
-    p_edge = float(law.df(torch.tensor(math.exp(LOG_RHO[0]), dtype=torch.float64)))
+    p_edge = float(law._pressure_table[0][0])
     log_sphere = math.log(2.0) + dim / 2 * math.log(math.pi) - gammaln(dim / 2)
 
     def profile(C: float) -> tuple[np.ndarray, np.ndarray]:
         edge = math.sqrt(2.0 * max(C - p_edge, 1e-300))
         r = np.linspace(0.0, edge, grid)
         log_rho = law.density_of_pressure(torch.from_numpy(C - r * r / 2)).numpy()
+        log_rho[C - r * r / 2 <= p_edge] = -np.inf  # outside the support
         return r, log_rho
 
     def log_mass(C: float) -> float:

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import hashlib
 from collections import OrderedDict
-from typing import Any, Callable
+from contextlib import contextmanager
+from typing import Any, Callable, Iterator
 
 import numpy as np
 import torch
@@ -20,6 +21,22 @@ from zoo.contracts import EvalContext
 CHUNK_ELEMENTS = 1 << 24  # entries of one distance block (64 MiB in float32)
 _CACHE: OrderedDict[tuple, Any] = OrderedDict()
 _CACHE_SIZE = 64
+
+
+@contextmanager
+def one_thread() -> Iterator[None]:
+    """Run small dense linear algebra on one thread (torch and the BLAS under numpy): threaded
+    LAPACK on a loaded 2-core machine spins (an eigvalsh of 500 x 500 took 0.1 s on one thread
+    and up to 12 s on two)."""
+    from threadpoolctl import threadpool_limits
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        with threadpool_limits(1):
+            yield
+    finally:
+        torch.set_num_threads(threads)
 
 
 def held_out(ctx: EvalContext) -> Tensor:

@@ -13,7 +13,8 @@ from torch import Tensor
 
 from zoo.contracts import EvalContext, GaussianMixture, Metric
 from zoo_metrics import extractor as cnn
-from zoo_metrics.common import balls_hit, cached, count_within, fingerprint, flat, knn, sq_dists, subsample
+from zoo_metrics.common import (balls_hit, cached, count_within, fingerprint, flat, knn, one_thread, sq_dists,
+                                subsample)
 
 
 def embed(x: Tensor, ctx: EvalContext, cache: bool = False) -> Tensor:
@@ -32,7 +33,8 @@ def vendi(x: Tensor, bandwidth: float) -> float:
     """Vendi score (Friedman and Dieng 2022) of x (n, D): exp of the entropy of the eigenvalues of
     K / n, K the RBF kernel exp(-|xi - xj|^2 / (2 h^2)). Between 1 and n: an effective number of modes."""
     kernel = torch.exp(-sq_dists(x, x).double() / (2 * bandwidth**2))
-    eig = torch.linalg.eigvalsh(kernel / x.shape[0]).clamp_min(0)
+    with one_thread():
+        eig = torch.linalg.eigvalsh(kernel / x.shape[0]).clamp_min(0)
     eig = eig[eig > 0]
     return float(torch.exp(-(eig * eig.log()).sum()))
 

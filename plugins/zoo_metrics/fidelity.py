@@ -9,7 +9,6 @@ Score), only from a weights file the user supplies (``weights=PATH`` or torch-fi
 """
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -21,7 +20,7 @@ from torch import Tensor
 from zoo.contracts import Dataset, EvalContext, Metric
 from zoo.errors import ZooError
 from zoo_metrics import extractor as cnn
-from zoo_metrics.common import cached, fingerprint
+from zoo_metrics.common import cached, fingerprint, one_thread
 
 INCEPTION_FILE = "weights-inception-2015-12-05-6726825d.pth"
 INCEPTION_NAME = "inception-v3-compat"
@@ -123,14 +122,17 @@ class Fidelity(Metric):
         cnn.register_torch_fidelity()
         gen, logits = self._features(samples, ctx, cache=False)
         ref, _ = self._features(ctx.reference, ctx, cache=True)
-        ref_stats = cached(("fid-stats", self.extractor, fingerprint(ref)), lambda: fid_features_to_statistics(ref))
-        fid = fid_statistics_to_metric(fid_features_to_statistics(gen), ref_stats, verbose=False)
-        kid = kid_features_to_metric(gen, ref, kid_subsets=self.kid_subsets, rng_seed=ctx.seed, verbose=False,
-                                     kid_subset_size=min(KID_SUBSET, len(gen), len(ref)))
-        prc = prc_features_to_metric(gen, ref, prc_neighborhood=PRC_K, prc_batch_size=4096, save_cpu_ram=True,
-                                     verbose=False)
-        # one split: the score of the whole sample, exp E_x KL(p(y|x) || p(y)), is at most the class count
-        isc = isc_features_to_metric(logits, splits=1, shuffle=False)
+        size = min(KID_SUBSET, len(gen), len(ref))
+        subsets = 1 if size == len(gen) == len(ref) else self.kid_subsets  # else every subset is the same
+        with one_thread():
+            ref_stats = cached(("fid-stats", self.extractor, fingerprint(ref)), lambda: fid_features_to_statistics(ref))
+            fid = fid_statistics_to_metric(fid_features_to_statistics(gen), ref_stats, verbose=False)
+            kid = kid_features_to_metric(gen, ref, kid_subsets=subsets, kid_subset_size=size, rng_seed=ctx.seed,
+                                         verbose=False)
+            prc = prc_features_to_metric(gen, ref, prc_neighborhood=PRC_K, prc_batch_size=4096, save_cpu_ram=True,
+                                         verbose=False)
+            # one split: the score of the whole sample, exp E_x KL(p(y|x) || p(y)), is at most the class count
+            isc = isc_features_to_metric(logits, splits=1, shuffle=False)
         return {"fid": fid["frechet_inception_distance"],
                 "kid": kid["kernel_inception_distance_mean"], "kid_std": kid["kernel_inception_distance_std"],
                 "precision": prc["precision"], "recall": prc["recall"],

@@ -70,13 +70,16 @@ class Memorization(Metric):
         gen_d, gen_i = knn(samples, train, 2)
         held = held_out(ctx)
         held_d, held_i = cached(("train-nn", fingerprint(train), fingerprint(held)), lambda: knn(held, train, 2))
-        own = cached(("train-self-nn", fingerprint(train)), lambda: knn(train, train, 1, exclude_self=True)[0][:, 0])
+        # nearest-neighbour distances within the train set, only for the train points that are hit
+        hit, where = torch.unique(torch.cat([gen_i[:, 0], held_i[:, 0]]), return_inverse=True)
+        own = knn(train[hit], train, 2)[0][:, 1][where]  # its first neighbour is itself
+        own_gen, own_held = own[: len(gen_i)], own[len(gen_i):]
         z = mann_whitney_z(gen_d[:, 0], held_d[:, 0])
         return {
             "memorization_ratio": float((gen_d[:, 0] < gen_d[:, 1] / self.ratio).float().mean()),
             "memorization_ratio_floor": float((held_d[:, 0] < held_d[:, 1] / self.ratio).float().mean()),
             "nn_z": z,
             "nn_z_flag": float(abs(z) > self.z_flag),
-            "authenticity": float((gen_d[:, 0] > own[gen_i[:, 0]]).float().mean()),
-            "authenticity_floor": float((held_d[:, 0] > own[held_i[:, 0]]).float().mean()),
+            "authenticity": float((gen_d[:, 0] > own_gen).float().mean()),
+            "authenticity_floor": float((held_d[:, 0] > own_held).float().mean()),
         }

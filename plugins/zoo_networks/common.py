@@ -25,7 +25,7 @@ class LogTimeEmbedding(nn.Module):
         self.dim = dim
         self.lo, self.hi = math.log(t_min), math.log(T)
         half = (dim - 1) // 2
-        self.register_buffer("freqs", math.pi * torch.logspace(-1, 4, half, base=2.0))
+        self.register_buffer("freqs", math.pi * torch.logspace(-1, 2, half, base=2.0))
 
     def forward(self, t: Tensor) -> Tensor:
         c = (2.0 * (torch.log(t.to(self.freqs.dtype).clamp_min(1e-12)) - self.lo) / (self.hi - self.lo) - 1.0)[:, None]

@@ -30,6 +30,7 @@ class TimeMLP(nn.Module):
         self.conds = nn.ModuleList(nn.Linear(width, width) for _ in range(depth))
         self.act = act()
         self.out = zero_(nn.Linear(width, 1 if scalar else dim))
+        self.skip = None if scalar else zero_(nn.Linear(dim, dim))
 
     def forward(self, x: Tensor, t: Tensor) -> Tensor:
         e = self.time(t)
@@ -39,7 +40,7 @@ class TimeMLP(nn.Module):
         out = self.out(h)
         if self.scalar:
             return out[:, 0]
-        return out.reshape(x.shape)
+        return (out + self.skip(rearrange(x, "n ... -> n (...)"))).reshape(x.shape)
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,6 @@
 """Adaptive Dormand-Prince 5(4) with per-sample step sizes."""
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -60,29 +59,33 @@ class RK45(GridSampler):
         return 1
 
     def sample(self, process: ReverseProcess, x: Tensor, grid: Tensor, noise: Noise) -> Tensor:
-        x, n, end = x.clone(), x.shape[0], float(grid[-1])
-        flat = lambda v: v.reshape(v.shape[0], -1)  # noqa: E731
-        f = lambda y, t: process.ode_drift(y, t.to(y.dtype))  # noqa: E731  dY/ds at per-sample forward times
-        t = torch.full((n,), float(grid[0]), dtype=torch.float64, device=x.device)
+        shape, start, end = x.shape[1:], float(grid[0]), float(grid[-1])
+
+        def f(y: Tensor, t: Tensor) -> Tensor:
+            """dY/ds for flat y (m, D) at per-sample forward times t (m,)."""
+            return process.ode_drift(y.reshape(-1, *shape), t.to(y.dtype)).reshape(y.shape)
+
+        x = x.reshape(x.shape[0], -1).clone()  # (n, D), advanced in place sample by sample
+        t = torch.full((x.shape[0],), start, dtype=torch.float64, device=x.device)
         d = f(x, t)  # the FSAL derivative at (x, t)
         # initial step (Hairer et al. II.4): 1% of |y| / |f| in the error norm
-        scale = self.atol + self.rtol * flat(x).abs()
-        ratio = flat(x / scale).norm(dim=1) / flat(d / scale).norm(dim=1).clamp_min(1e-12)
-        h = (0.01 * ratio).clamp(1e-6, float(grid[0]) - end).double()
-        active = torch.arange(n, device=x.device)
+        scale = self.atol + self.rtol * x.abs()
+        h = 0.01 * (x / scale).norm(dim=1) / (d / scale).norm(dim=1).clamp_min(1e-12)
+        h = h.double().clamp(1e-6, start - end)
+        active = torch.arange(x.shape[0], device=x.device)
         for _ in range(MAX_STEPS):
             if active.numel() == 0:
-                return x
+                return x.reshape(-1, *shape)
             y, ta, left = x[active], t[active], t[active] - end
             ha = torch.minimum(h[active], left)
-            hb = ha.to(x.dtype).reshape(-1, *([1] * (x.dim() - 1)))
+            hb = ha.to(x.dtype)[:, None]
             k = [d[active]]
             for c, a in zip(C[1:], A[1:]):
                 k.append(f(y + hb * _combine(k, a), ta - c * ha))
             y_new = y + hb * _combine(k, B)
             k.append(f(y_new, ta - ha))
-            scale = self.atol + self.rtol * torch.maximum(flat(y).abs(), flat(y_new).abs())
-            err = flat(hb * _combine(k, E) / scale.reshape(y.shape)).square().mean(dim=1).sqrt().double()
+            scale = self.atol + self.rtol * torch.maximum(y.abs(), y_new.abs())
+            err = (hb * _combine(k, E) / scale).square().mean(dim=1).sqrt().double()  # RMS error norm (m,)
             ok = err <= 1.0
             # step-size controller: h <- h * 0.9 err^(-1/5), within [0.2, 10], never growing after a rejection
             factor = (0.9 * err.clamp_min(1e-10) ** -0.2).clamp(0.2, 10.0)

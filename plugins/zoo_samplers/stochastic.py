@@ -33,10 +33,11 @@ class EulerMaruyama(GridSampler):
     """Euler-Maruyama (Kloeden & Platen 1992, section 9.1) on the reverse SDE of the alpha family
     (MATH.md section 6; alpha = 1 is Anderson's reverse SDE as sampled by Song et al. 2021).
 
-    Options: ``alpha`` >= 0, the noise strength (the option is the float; the ``alpha`` a plugin
-    exposes) and ``schedule``: ``const`` or ``linear``, alpha(t) = alpha t / T (noise early, none at
-    the end), applied with the law's T when sampling (:meth:`strength`). Following Song et al. 2021,
-    the last step adds no noise (it returns the mean of the step). One NFE per step.
+    Options: ``alpha`` >= 0, the noise strength (a float option, so ``sampler.alpha`` is that float)
+    and ``schedule``: ``const`` or ``linear``, alpha(t) = alpha t / T (noise early, none at the end).
+    The schedule needs the law's horizon T, so :meth:`strength` builds alpha(t) and :meth:`sample`
+    applies it to the process it is given. Following Song et al. 2021, the last step adds no noise
+    (it returns the mean of the step). One NFE per step.
     """
 
     name: ClassVar[str] = "em"

@@ -189,14 +189,15 @@ def check_law(law: Any, *, shape: tuple[int, ...] = (2,), steps: int = 40, seed:
     problem, exact = exact_problem(law, math.prod(shape))
     if problem is not None:
         start = _prior(law, 1000, shape, seed)
-        end = _rk4_reference(law, exact, start, steps=400)
-        m2 = end.reshape(end.shape[0], -1).square().sum(1).mean().item()
+        end = _rk4_reference(law, exact, start, steps=100)
+        sq = end.reshape(end.shape[0], -1).square().sum(1)
         want = problem.second_moment(0.0) * float(problem.h(law.t_min) / problem.h(0.0)) ** 2
-        report["stationary_m2_error"] = abs(m2 / want - 1)
-        who.ensure(report["stationary_m2_error"] < 0.15,
+        report["stationary_m2_error"] = abs(sq.mean().item() / want - 1)
+        tolerance = max(0.05, 4 * (sq.std() / sq.mean()).item() / math.sqrt(sq.shape[0]))  # 4 standard errors
+        who.ensure(report["stationary_m2_error"] < tolerance,
                    f"prior samples moved by the law's exact reverse flow for {type(problem).__name__}"
-                   f"(h0={problem.h0}) end with E|x|^2 = {m2:.4f}, expected {want:.4f}: the prior is not the "
-                   f"stationary state of the law's own dynamics (or exact_field is wrong)")
+                   f"(h0={problem.h0}) end with E|x|^2 = {sq.mean().item():.4f}, expected {want:.4f}: the prior "
+                   f"is not the stationary state of the law's own dynamics (or exact_field is wrong)")
 
     # learning: prepare, a finite loss that decreases, a Field from the network
     data = TinyMixture(n=64, dim=math.prod(shape), seed=seed).train().reshape(64, *shape)
@@ -240,11 +241,16 @@ def check_law(law: Any, *, shape: tuple[int, ...] = (2,), steps: int = 40, seed:
     field.nfe = 0
     with torch.no_grad():  # how zoo.sampling calls it
         out = who.call("field.grad_p under torch.no_grad", field.grad_p, x, t)
-        ratio = who.call("pressure_ratio", law.pressure_ratio, field, x, t)
     who.ensure(_shape(out) == _shape(x) and _finite(out), f"field.grad_p(x, t) must be finite with x's shape {_shape(x)}")
     who.ensure(field.nfe == 1, f"one grad_p call must count one NFE, counted {field.nfe}")
-    who.ensure(_shape(ratio) == (8,) and _finite(ratio) and bool((ratio >= 0).all()),
-               f"pressure_ratio must be finite, >= 0 and shaped (n,), got {_shape(ratio)}")
+    try:  # a law may refuse (ZooError) when the field gives no pressure: no stochastic sampling then
+        with torch.no_grad():
+            ratio = law.pressure_ratio(field, x, t)
+    except ZooError as exc:
+        report["pressure_ratio"] = f"refused: {exc}"
+    else:
+        who.ensure(_shape(ratio) == (8,) and _finite(ratio) and bool((ratio >= 0).all()),
+                   f"pressure_ratio must be finite, >= 0 and shaped (n,), got {_shape(ratio)}")
     return report
 
 
@@ -519,8 +525,9 @@ def check_dataset(dataset: Any) -> Report:
 
 @_one_thread
 def check_metric(metric: Any, *, datasets: tuple[Any, ...] = (), seed: int = 0) -> Report:
-    """Contract; on the first data set it applies to, ``compute`` returns finite floats under
-    names listed in ``higher_is_better``, reproducibly, and tells held-out data from noise."""
+    """Contract; on the first data set it applies to (real train data as the samples, held-out data
+    as the reference), ``compute`` returns finite floats, at least one of them ranked by
+    ``higher_is_better``, reproducibly under the same seed."""
     from zoo.testing import TinyImages, TinyMixture
 
     metric = check_contract("metric", metric)
@@ -530,17 +537,33 @@ def check_metric(metric: Any, *, datasets: tuple[Any, ...] = (), seed: int = 0) 
     who.ensure(data is not None, "applies to none of the data sets tried: "
                                  + ", ".join(d.name for d in candidates) + " (pass datasets=)")
     train, test = data.train()[:200], data.test()[:200]
-    ctx = EvalContext(dataset=data, train=train, reference=test, seed=seed)
-    values = who.call("compute", metric.compute, test, ctx)
+    law, field = _context_law(data)
+
+    def context() -> EvalContext:
+        return EvalContext(dataset=data, train=train, reference=test, seed=seed, law=law, field=field)
+
+    values = who.call("compute", metric.compute, train, context())
     who.ensure(isinstance(values, dict) and values, f"compute must return a non-empty dict, got {values!r}")
     for key, value in values.items():
         who.ensure(isinstance(key, str) and isinstance(value, float) and math.isfinite(value),
                    f"compute must map names to finite floats, got {key!r}: {value!r}")
-        who.ensure(key in metric.higher_is_better,
-                   f"{key!r} is not in higher_is_better {sorted(metric.higher_is_better)}: reports cannot rank it")
-    again = metric.compute(test, EvalContext(dataset=data, train=train, reference=test, seed=seed))
+    ranked = [key for key in values if key in metric.higher_is_better]
+    who.ensure(ranked, f"none of {sorted(values)} is in higher_is_better: reports cannot rank the metric")
+    again = metric.compute(train, context())
     who.ensure(again == values, f"compute is not reproducible under the same seed: {values} then {again}")
-    return {"dataset": data.name, "values": values}
+    return {"dataset": data.name, "values": values, "unranked": sorted(set(values) - set(ranked))}
+
+
+def _context_law(data: Dataset) -> tuple[Law | None, Field | None]:
+    """The registered heat law and its exact field for the data, where both exist (velocity metrics)."""
+    registry = get_registry()
+    if data.exact is None or "heat" not in registry.entries["law"]:
+        return None, None
+    law = registry.create("law", "heat")
+    try:
+        return law, law.exact_field(data.exact)
+    except ZooError:
+        return law, None
 
 
 # --------------------------------------------------------------------------- executors
@@ -552,7 +575,7 @@ def square_job(job: dict) -> dict:
 
 
 @_one_thread
-def check_executor(executor: Any, *, jobs: int = 5) -> Report:
+def check_executor(executor: Any, *, jobs: int = 3) -> Report:
     """Contract; ``map(fn, jobs)`` yields every job exactly once as ``(job, fn(job))``."""
     executor = check_contract("executor", executor)
     who = _Who(executor)

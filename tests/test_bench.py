@@ -1,0 +1,181 @@
+"""zoo bench: the sweep, the local executor, results.json, resume after SIGKILL, bad input.
+
+The end-to-end runs use the smoke budget on a small gmm8 (1000 train points): real training,
+real sampling, real metrics.
+"""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from zoo.bench import budget, make_sweep, plan, prepare_out
+from zoo.errors import ZooError
+from zoo.registry import get_registry
+from zoo.testing.conformance import check_executor
+
+DATA = "gmm8:n_train=1000:n_test=500"
+
+
+def zoo(*args: str, timeout: float = 600) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-c", "from zoo.cli import main; main()", *args],
+                          capture_output=True, text=True, timeout=timeout)
+
+
+@pytest.fixture(scope="module")
+def smoke(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("bench") / "out"
+    done = zoo("bench", "--plugins", "heat", "--budget", "smoke", "--dataset", DATA, "--out", str(out))
+    assert done.returncode == 0, done.stderr
+    return out
+
+
+def test_local_executor_conforms() -> None:
+    check_executor(get_registry().create("executor", "local:workers=2"))
+
+
+def test_plan_is_content_hashed_and_follows_the_grids() -> None:
+    sweep = make_sweep(["heat"], [DATA], budget("smoke"))
+    jobs = plan(sweep)
+    assert jobs == plan(sweep) and len({j["id"] for j in jobs}) == len(jobs)
+    samples = [j["spec"] for j in jobs if j["spec"]["kind"] == "sample"]
+    assert {j["spec"]["kind"] for j in jobs} == {"floors", "train", "sample"}
+    registry = get_registry()
+    for spec in samples:
+        sampler = registry.create("sampler", spec["sampler"])
+        assert spec["alpha"] == (float(sampler.alpha) if sampler.stochastic else 0.0)
+    # an adaptive solver ignores the NFE budget: it runs once per field, fixed-step ones once per NFE
+    per_sampler = {}
+    for spec in samples:
+        per_sampler.setdefault((spec["network"], spec["sampler"]), set()).add(spec["nfe"])
+    assert {len(v) for k, v in per_sampler.items() if k[1].startswith("rk45")} == {1}
+    assert {len(v) for k, v in per_sampler.items() if k[1].startswith("euler")} == {2}
+
+
+def test_smoke_bench_end_to_end(smoke: Path) -> None:
+    rows = json.loads((smoke / "results.json").read_text())
+    registry = get_registry()
+    heat = registry.create("law", "heat")
+    compatible = {n for n in registry.names("sampler") if registry.create("sampler", n).supports(heat)}
+    failed = [(r["sampler"], r["error"]) for r in rows if r["status"] != "ok"]
+    assert not failed, failed
+    by_network = {}
+    for r in rows:
+        by_network.setdefault(r["network"].split(":")[0], set()).add(r["sampler"].split(":")[0])
+    assert set(by_network) == {"mlp", "exact", "empirical"}
+    assert all(samplers == compatible for samplers in by_network.values()), by_network
+    applicable = {"w2", "energy", "memorization_ratio", "memorization_ratio_floor", "nn_z", "modes_captured",
+                  "coverage", "vendi"}
+    for r in rows:
+        assert applicable <= set(r["metrics"]), sorted(r["metrics"])
+        assert r["nfe"] >= 1 and r["protocol"]["n_generated"] == 200
+        for key in ("time_grid", "training_steps", "ema", "device", "versions", "reference_split"):
+            assert key in r["protocol"]
+        assert (smoke / "runs" / r["run"] / "samples.npz").exists()
+    trained = [r for r in rows if r["network"].startswith("mlp")]
+    assert "velocity_error" in trained[0]["metrics"] and trained[0]["protocol"]["training_steps"] == 150
+    assert not any(r["memorising"] for r in trained)
+    empirical = [r for r in rows if r["network"] == "empirical"]
+    flagged = [r for r in empirical if r["memorising"]]
+    # every stochastic sampler lands on training points; so do the ODE solvers given enough steps
+    assert len(flagged) >= len(empirical) / 2, [(r["sampler"], r["nfe"], r["metrics"]["memorization_ratio"])
+                                                 for r in empirical]
+    floors = json.loads((smoke / "floors.json").read_text())
+    assert floors[rows[0]["dataset"]]["n"] == 200 and "w2" in floors[rows[0]["dataset"]]
+    for name in ("leaderboard.md", "leaderboard.html", "results.csv"):
+        assert (smoke / name).stat().st_size > 0
+
+
+def _rows(path: Path) -> list[dict]:
+    """results.json must parse whenever it exists: it is only ever replaced atomically."""
+    return json.loads(path.read_text()) if path.exists() else []
+
+
+def test_sigkill_then_resume_keeps_finished_runs(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    args = ["bench", "--plugins", "heat,euler,em", "--budget", "smoke", "--dataset", DATA, "--out", str(out),
+            "--no-report"]
+    cmd = [sys.executable, "-c", "from zoo.cli import main; main()", *args]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.time() + 300
+    try:
+        while time.time() < deadline and len([r for r in _rows(out / "results.json") if r["status"] == "ok"]) < 2:
+            assert proc.poll() is None, "the bench finished before it could be killed"
+            time.sleep(0.1)
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)  # the bench and its worker processes
+        proc.wait()
+    before = {r["run"]: r for r in _rows(out / "results.json") if r["status"] == "ok"}
+    assert len(before) >= 2
+    stamps = {run: (out / "runs" / run / "samples.npz").stat().st_mtime_ns for run in before}
+    done = zoo(*args, "--resume")
+    assert done.returncode == 0, done.stderr
+    assert "resuming" in done.stderr
+    after = {r["run"]: r for r in _rows(out / "results.json")}
+    assert all(r["status"] == "ok" for r in after.values())
+    for run, row in before.items():
+        assert after[run]["metrics"] == row["metrics"]
+        assert (out / "runs" / run / "samples.npz").stat().st_mtime_ns == stamps[run]
+        assert (out / "runs" / run / "log").read_text().count("start") == 1  # not recomputed
+    assert len(after) > len(before)
+
+
+def _cli(*args: str, capsys) -> tuple[int, str]:
+    from zoo.cli import main
+
+    with pytest.raises(SystemExit) as exit_:
+        main(list(args))
+    return exit_.value.code, capsys.readouterr().err.strip()
+
+
+def test_bad_input_is_one_line_and_nonzero(tmp_path: Path, capsys) -> None:
+    out = str(tmp_path / "o")
+    code, err = _cli("bench", "--plugins", "heat,nosuch", "--budget", "smoke", "--out", out, capsys=capsys)
+    assert code != 0 and err.count("\n") == 0 and "unknown plugin 'nosuch'" in err and "euler" in err
+    code, err = _cli("bench", "--dataset", "nosuch", "--budget", "smoke", "--out", out, capsys=capsys)
+    assert code != 0 and err.count("\n") == 0 and "gmm8" in err
+    code, err = _cli("bench", "--budget", "huge", "--out", out, capsys=capsys)
+    assert code != 0 and "smoke" in err
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    code, err = _cli("bench", "--plugins", "heat", "--budget", "smoke", "--out", str(blocker / "sub"), capsys=capsys)
+    assert code != 0 and err.count("\n") == 0 and "cannot write" in err
+
+
+def test_sampler_that_does_not_support_a_law(capsys, tmp_path: Path) -> None:
+    registry = get_registry()
+    heat = registry.create("law", "heat")
+    picky = next(n for n in registry.names("sampler") if not registry.create("sampler", n).supports(heat)
+                 or registry.create("sampler", n).laws is not None)
+    other = next((n for n in registry.names("law") if not registry.create("sampler", picky).supports(
+        registry.create("law", n))), None)
+    if other is None:
+        pytest.skip("every registered law is supported by every sampler")
+    code, err = _cli("bench", "--plugins", f"{other},{picky}", "--budget", "smoke", "--out", str(tmp_path / "o"),
+                     capsys=capsys)
+    assert code != 0 and err.count("\n") == 0 and f"does not support law {other!r}" in err
+
+
+def test_resume_of_another_sweep_and_overwrite_are_refused(tmp_path: Path, capsys) -> None:
+    out = tmp_path / "o"
+    prepare_out(out, make_sweep(["heat", "euler"], [DATA], budget("smoke")), resume=False)
+    code, err = _cli("bench", "--plugins", "heat,heun", "--budget", "smoke", "--dataset", DATA, "--out", str(out),
+                     "--resume", capsys=capsys)
+    assert code != 0 and err.count("\n") == 0 and "different sweep" in err
+    code, err = _cli("bench", "--plugins", "heat,euler", "--budget", "smoke", "--dataset", DATA, "--out", str(out),
+                     capsys=capsys)
+    assert code != 0 and "--resume" in err
+
+
+def test_budget_overrides_are_checked() -> None:
+    assert budget("smoke").replace(nfe=[3, 4]).nfe == (3, 4)
+    with pytest.raises(ZooError, match="unknown budget field"):
+        budget("smoke").replace(nfes=[3])
+    with pytest.raises(ZooError, match="reference"):
+        budget("smoke").replace(reference="val")

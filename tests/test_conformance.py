@@ -1,0 +1,285 @@
+"""The conformance suite (zoo.testing) over every registered plugin, and on deliberately broken ones."""
+from __future__ import annotations
+
+import math
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import ClassVar
+
+import numpy as np
+import pytest
+import torch
+
+import zoo
+from zoo.contracts import Dataset, Executor, Law, Metric, Network, Sampler
+from zoo.registry import get_registry
+from zoo.testing import TinyMixture, check, check_dataset, check_executor, check_law, check_metric, \
+    check_network, check_sampler, conformance_tests, registered
+from zoo.testing.conformance import _reference
+
+REGISTRY = get_registry()
+BUILT_IN = [pytest.param(e.kind, e.name, id=f"{e.kind}-{e.name}",
+                         marks=[pytest.mark.slow] if e.kind == "executor" else [])
+            for e in REGISTRY.all_entries()]
+METRIC_DATA = tuple(name for name in ("gmm8", "digits") if name in REGISTRY.entries["dataset"])
+
+
+@pytest.mark.parametrize("kind, name", BUILT_IN)
+def test_every_registered_plugin_conforms(kind, name, tmp_path):
+    spec = name
+    cls = REGISTRY.entry(kind, name).cls
+    if cls.positional == "path":  # file:PATH needs a file
+        np.save(tmp_path / "points.npy", np.random.default_rng(0).normal(size=(60, 2)).astype(np.float32))
+        spec = f"{name}:{tmp_path / 'points.npy'}"
+    kwargs = {"datasets": METRIC_DATA} if kind == "metric" else {}
+    if kind == "executor":
+        kwargs = {"jobs": 2}
+    check(kind, spec, **kwargs)
+
+
+def test_the_registry_has_every_kind_built_in():
+    assert {e.kind for e in REGISTRY.all_entries()} == {"law", "network", "sampler", "dataset", "metric", "executor"}
+
+
+def test_samplers_converge_at_their_order():
+    """Measured orders on the exact heat field of N(0, h0^2 I): the reference numbers of the suite."""
+    orders = {name: check_sampler(name)["orders"][-1] for name in ("euler", "heun")
+              if name in REGISTRY.entries["sampler"]}
+    assert orders.get("euler", 1.0) == pytest.approx(1.0, abs=0.15)
+    assert orders.get("heun", 2.0) == pytest.approx(2.0, abs=0.25)
+
+
+EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "zoo-example-plugin"
+
+
+@pytest.fixture
+def example_plugin():
+    sys.path.insert(0, str(EXAMPLE))
+    try:
+        import zoo_example_plugin
+
+        with registered(zoo_example_plugin):
+            yield zoo_example_plugin
+    finally:
+        sys.path.remove(str(EXAMPLE))
+        for name in [m for m in sys.modules if m.startswith("zoo_example_plugin")]:
+            del sys.modules[name]
+
+
+def test_the_example_plugin_conforms(example_plugin):
+    ralston = check_sampler("ralston")
+    assert ralston["orders"][-1] > 1.5  # second order
+    tempered = check_law("tempered:sigma=2")
+    assert tempered["stationary_m2_error"] < 0.1
+    for name in ("euler", "em"):  # built-in samplers work on the third-party law
+        if name in REGISTRY.entries["sampler"]:
+            check_sampler(name, law="tempered")
+
+
+# --------------------------------------------------------------------------- broken plugins fail clearly
+
+
+@dataclass(frozen=True)
+class GlobalNoise(Sampler):
+    """Draws noise from the global RNG instead of ``noise``: not reproducible per sample."""
+
+    name: ClassVar[str] = "global-noise"
+    stochastic: ClassVar[bool] = True
+
+    @property
+    def alpha(self):
+        return 1.0
+
+    def sample(self, process, x, grid, noise):
+        times = [float(t) for t in grid]
+        for t, t_next in zip(times[:-1], times[1:]):
+            h = t - t_next
+            x = x + h * process.drift(x, t) + math.sqrt(2 * h) * torch.randn_like(x)
+        return x
+
+
+@dataclass(frozen=True)
+class OverBudget(Sampler):
+    """Evaluates the field twice per step while steps_for gives one step per NFE."""
+
+    name: ClassVar[str] = "over-budget"
+
+    def sample(self, process, x, grid, noise):
+        times = [float(t) for t in grid]
+        for t, t_next in zip(times[:-1], times[1:]):
+            process.ode_drift(x, t)
+            x = x + (t - t_next) * process.ode_drift(x, t)
+        return x
+
+
+@dataclass(frozen=True)
+class WrongSign(Sampler):
+    """Integrates with the transport velocity u instead of -u: does not converge to the reference."""
+
+    name: ClassVar[str] = "wrong-sign"
+
+    def sample(self, process, x, grid, noise):
+        times = [float(t) for t in grid]
+        for t, t_next in zip(times[:-1], times[1:]):
+            x = x - (t - t_next) * process.ode_drift(x, t)
+        return x
+
+
+@dataclass(frozen=True)
+class InPlace(Sampler):
+    name: ClassVar[str] = "in-place"
+
+    def sample(self, process, x, grid, noise):
+        times = [float(t) for t in grid]
+        for t, t_next in zip(times[:-1], times[1:]):
+            x += (t - t_next) * process.ode_drift(x, t)
+        return x
+
+
+@pytest.mark.parametrize("cls, message", [
+    (GlobalNoise, "samples depend on the batch size or on the global RNG"),
+    (OverBudget, "with a budget of 8 NFE \\(8 grid steps\\) it evaluated the field 16 times"),
+    (WrongSign, "does not fall"),
+    (InPlace, "sample modified its input x in place"),
+])
+def test_a_broken_sampler_fails_with_a_clear_message(cls, message):
+    with pytest.raises(AssertionError, match=f"sampler '{cls.name}' \\(.*{cls.__qualname__}\\): .*{message}"):
+        check_sampler(cls)
+
+
+@dataclass(frozen=True)
+class UnseededPrior(Law):
+    name: ClassVar[str] = "unseeded"
+
+    def prior(self, n, shape, generator):
+        return torch.randn((n, *shape))
+
+
+@dataclass(frozen=True)
+class FrozenLoss(Law):
+    """A loss that does not depend on the network: nothing to learn."""
+
+    name: ClassVar[str] = "frozen-loss"
+
+    def prior(self, n, shape, generator):
+        return torch.randn((n, *shape), generator=generator)
+
+    def loss(self, network, batch, generator):
+        return (network(batch["x0"], torch.ones(batch["x0"].shape[0])) * 0).sum() + 1.0
+
+
+@dataclass(frozen=True)
+class WidePrior(Law):
+    """Heat's exact field with a prior twice too wide: not the law's stationary state."""
+
+    name: ClassVar[str] = "wide-prior"
+
+    def prior(self, n, shape, generator):
+        return 2 * torch.randn((n, *shape), generator=generator)
+
+    def exact_field(self, target):
+        return REGISTRY.create("law", "heat").exact_field(target)
+
+
+@pytest.mark.parametrize("cls, message", [
+    (UnseededPrior, "prior is not reproducible"),
+    (FrozenLoss, "loss did not decrease"),
+    (WidePrior, "the prior is not the stationary state"),
+])
+def test_a_broken_law_fails_with_a_clear_message(cls, message):
+    with pytest.raises(AssertionError, match=f"law '{cls.name}' .*{message}"):
+        check_law(cls)
+
+
+@dataclass(frozen=True)
+class BatchMixing(Network):
+    """Normalises over the batch: a sample's output depends on the others."""
+
+    name: ClassVar[str] = "batch-mixing"
+
+    def build(self, ctx):
+        class Module(torch.nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.lin = torch.nn.Linear(math.prod(ctx.shape), math.prod(ctx.shape))
+
+            def forward(self, x, t):
+                out = self.lin(x.reshape(x.shape[0], -1))
+                out = (out - out.mean(0)).reshape(x.shape)
+                return out if ctx.output == "vector" else out.reshape(x.shape[0], -1).sum(1)
+
+        return Module()
+
+
+@dataclass(frozen=True)
+class Unreproducible(Dataset):
+    name: ClassVar[str] = "unreproducible"
+
+    def train(self):
+        return torch.randn(10, 2)
+
+    def test(self):
+        return torch.randn(10, 2)
+
+
+@dataclass(frozen=True)
+class Unranked(Metric):
+    name: ClassVar[str] = "unranked"
+
+    def compute(self, samples, ctx):
+        return {"score": 1.0}
+
+
+@dataclass(frozen=True)
+class Forgetful(Executor):
+    name: ClassVar[str] = "forgetful"
+
+    def map(self, fn, jobs):
+        for job in jobs[1:]:
+            yield job, fn(job)
+
+
+@dataclass(frozen=True)
+class Mutable(Metric):
+    """Options that cannot be SPEC values."""
+
+    name: ClassVar[str] = "bad-option"
+    higher_is_better: ClassVar[dict[str, bool]] = {"x": True}
+    level: float = 1.0
+
+    def __post_init__(self):
+        object.__setattr__(self, "level", [self.level])
+
+    def compute(self, samples, ctx):
+        return {"x": 1.0}
+
+
+@pytest.mark.parametrize("check_fn, cls, message", [
+    (check_network, BatchMixing, "outputs depend on the rest of the batch"),
+    (check_dataset, Unreproducible, "splits are not reproducible from the options"),
+    (check_metric, Unranked, "none of \\['score'\\] is in higher_is_better"),
+    (check_executor, Forgetful, "map must yield each of 3 jobs once, yielded \\[1, 2\\]"),
+    (check_metric, Mutable, "option level=\\[1.0\\] is not a bool, int, float, str or None"),
+])
+def test_other_broken_plugins_fail_with_a_clear_message(check_fn, cls, message):
+    with pytest.raises(AssertionError, match=f"'{cls.name}' .*{message}"):
+        check_fn(cls)
+
+
+def test_a_broken_contract_is_named_before_anything_runs():
+    class Plain(Sampler):
+        name: ClassVar[str] = "plain"
+
+    with pytest.raises(AssertionError, match="sampler 'plain': Plain must be decorated with @dataclass"):
+        check_sampler(Plain)
+    with pytest.raises(AssertionError, match="unknown plugin kind 'widget'"):
+        check("widget", "x")
+
+
+test_pytest_form = conformance_tests("dataset", TinyMixture, "gmm8:n_train=50:n_test=20")
+
+
+def test_reference_is_shared_between_samplers():
+    law = REGISTRY.create("law", "heat")
+    assert _reference(law, 20, 0, 50)[1] is _reference(law, 20, 0, 50)[1]

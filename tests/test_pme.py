@@ -1,0 +1,88 @@
+"""PME law: exact Barenblatt sampling, the relaxing Barenblatt field and samplers, options."""
+import math
+
+import pytest
+import torch
+from scipy.stats import kstest
+
+from zoo.contracts import Barenblatt, seeded_generator
+from zoo.errors import ZooError
+from zoo.registry import get_registry
+from zoo.sampling import generate
+from zoo_laws.pme import PME, BarenblattData, barenblatt_radius, barenblatt_sample, barenblatt_second_moment
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def radius_ks(x, d, m, h):
+    """KS statistic of |X|^2 / (h R)^2 against its exact law Beta(d/2, 1/(m-1) + 1)."""
+    s = (x.double().square().sum(1) / (h * barenblatt_radius(d, m)) ** 2).numpy()
+    return kstest(s, "beta", args=(d / 2, 1 / (m - 1) + 1)).statistic
+
+
+def test_radius_formula():
+    assert barenblatt_radius(2, 2.0) ** 4 == pytest.approx(8 / math.pi, rel=1e-12)
+
+
+@pytest.mark.parametrize("d, m", [(1, 2.0), (2, 2.0), (3, 1.5), (8, 1.25), (64, 1 + 1 / 64)])
+def test_barenblatt_sampler_exact(d, m):
+    n = 4000
+    x = barenblatt_sample(n, d, m, seeded_generator(d), h=0.8)
+    assert radius_ks(x, d, m, 0.8) < 1.63 / math.sqrt(n)  # 1 % critical value
+    r2 = x.square().sum(1)
+    assert float(r2.max()) <= (0.8 * barenblatt_radius(d, m)) ** 2 * (1 + 1e-9)
+    assert float(r2.mean()) == pytest.approx(barenblatt_second_moment(d, m, 0.8), rel=4 * float(r2.std()) / float(r2.mean()) / math.sqrt(n))
+    assert float(x.mean(0).norm()) < 4 * math.sqrt(float(r2.mean()) / n)
+    # the law's prior is the same sampler at h = 1, reshaped to the data shape
+    prior = PME(m=m).prior(5, (d,), seeded_generator(0))
+    assert prior.shape == (5, d) and prior.dtype == torch.float32
+
+
+def test_default_m_and_options():
+    assert PME().exponent(2) == 2.0 and PME().exponent(64) == pytest.approx(1 + 2 / 64)
+    assert PME(m=3).exponent(2) == 3.0
+    assert PME(output="scalar").network_output == "scalar" and PME().network_output == "vector"
+    registry = get_registry()
+    for spec, match in [("pme:m=1", "m must be"), ("pme:m=0.5", "m must be"), ("pme:output=tensor", "output"),
+                        ("pme:eps=-1", "eps"), ("pme:mm=2", "unknown option")]:
+        with pytest.raises(ZooError, match=match):
+            registry.create("law", spec)
+    with pytest.raises(ZooError, match="m must be"):
+        BarenblattData(m=1.0)
+
+
+def test_exact_field_and_mismatch():
+    data = get_registry().create("dataset", "barenblatt:dim=3:m=2:h0=0.5:n_train=10:n_test=10")
+    assert data.exact == Barenblatt(m=2.0, dim=3, h0=0.5) and data.train().shape == (10, 3)
+    with pytest.raises(ZooError, match="m = 1.66667 but the data"):
+        PME().exact_field(data.exact)  # default m = 1 + 2/3
+    field = PME(m=2).exact_field(data.exact)
+    x = torch.randn(4, 3)
+    t = torch.full((4,), 5.0)
+    # near stationarity grad p = -x (u = 0) and the pressure is (R^2 - |x|^2)/2
+    assert torch.allclose(field.grad_p(x, t), -x, atol=1e-3)
+    assert torch.allclose(field.pressure(x, t), (barenblatt_radius(3, 2.0) ** 2 - x.square().sum(1)) / 2, atol=1e-3)
+    ratio = PME(m=2).pressure_ratio(field, 10 * x, t)  # far outside: no noise
+    assert torch.equal(ratio, torch.zeros(4))
+    assert field.nfe == 3
+    with pytest.raises(ZooError, match="dimension 3"):
+        field.grad_p(torch.randn(4, 2), t)
+
+
+@pytest.mark.parametrize("sampler", ["heun", "em:alpha=0.5", "em:alpha=1"])
+def test_exact_reverse_returns_initial_barenblatt(sampler):
+    """MATH.md section 6: with the exact field the ODE and the alpha family reproduce rho_0."""
+    d, m, h0, n = 2, 2.0, 0.5, 1500
+    law = PME(m=m)
+    field = law.exact_field(Barenblatt(m=m, dim=d, h0=h0))
+    out = generate(law, field, get_registry().create("sampler", sampler), n=n, nfe=200, shape=(d,), seed=1)
+    assert torch.isfinite(out.samples).all()
+    assert radius_ks(out.samples, d, m, h0) < 1.63 / math.sqrt(n)
+    r2 = float(out.samples.double().square().sum(1).mean())
+    assert r2 == pytest.approx(barenblatt_second_moment(d, m, h0), rel=0.05)
