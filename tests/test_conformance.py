@@ -68,8 +68,8 @@ def example_plugin():
 
 
 def test_the_example_plugin_conforms(example_plugin):
-    ralston = check_sampler("ralston")
-    assert ralston["orders"][-1] > 1.5  # second order
+    ralston = check_sampler("ralston", nfes=(64, 128, 256))
+    assert min(ralston["orders"]) > 1.5  # second order (its small error constant hides it below 64 NFE)
     tempered = check_law("tempered:sigma=2")
     assert tempered["stationary_m2_error"] < 0.1
     for name in ("euler", "em"):  # built-in samplers work on the third-party law

@@ -80,3 +80,5 @@ def test_unknown_or_inapplicable_metric(tmp_path, capsys, data):
     assert code == 2 and "unknown metric 'nope'" in err
     code, _, err = run(capsys, "--dataset", GMM, "--samples", str(path), "--metrics", "fidelity")
     assert code == 2 and "does not apply" in err
+    code, _, err = run(capsys, "--dataset", GMM, "--samples", str(path), "--metrics", "velocity_error")
+    assert code == 2 and "needs a trained field" in err

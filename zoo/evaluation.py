@@ -3,7 +3,7 @@
 A metric plugin implements :class:`zoo.contracts.Metric`; three optional members refine it here:
 
 * ``available(ctx) -> bool``: whether it can run in this context (``velocity_error`` needs a
-  trained field); a metric not available is left out of the default selection;
+  trained field); a metric not available is left out;
 * ``floor: ClassVar[bool] = False``: :func:`floors` leaves it out (``velocity_error`` is a
   property of the field; ``memorization`` reports its held-out floors among its own values);
 * ``protocol(ctx) -> dict``: what a result row must record about it (extractor and weights hash,
@@ -38,17 +38,19 @@ def context(dataset: Dataset, *, seed: int = 0, device: str = "cpu", **extra: An
 
 
 def select(ctx: EvalContext, metrics: Iterable[str | Metric] | None = None) -> list[Metric]:
-    """Metric instances: every registered metric that applies (and is available) by default, or the
-    named ones (SPECs or instances), each of which must apply to the data set."""
+    """Metric instances that can run in ctx: by default every registered metric that applies to the
+    data set; else the named ones (SPECs or instances), each of which must apply. Either way a
+    metric not available in this context (``velocity_error`` without a trained field) is left out."""
     registry = get_registry()
     if metrics is None:
-        chosen = [registry.create("metric", name) for name in registry.names("metric")]
-        return [m for m in chosen if m.applies(ctx.dataset) and getattr(m, "available", lambda c: True)(ctx)]
-    chosen = [m if isinstance(m, Metric) else registry.create("metric", m) for m in metrics]
-    for m in chosen:
-        if not m.applies(ctx.dataset):
-            raise ZooError(f"metric {m.name!r} does not apply to data set {ctx.dataset.name!r}")
-    return chosen
+        chosen = [m for m in (registry.create("metric", name) for name in registry.names("metric"))
+                  if m.applies(ctx.dataset)]
+    else:
+        chosen = [m if isinstance(m, Metric) else registry.create("metric", m) for m in metrics]
+        for m in chosen:
+            if not m.applies(ctx.dataset):
+                raise ZooError(f"metric {m.name!r} does not apply to data set {ctx.dataset.name!r}")
+    return [m for m in chosen if getattr(m, "available", lambda c: True)(ctx)]
 
 
 def check_samples(samples: Tensor | np.ndarray, dataset: Dataset) -> Tensor:

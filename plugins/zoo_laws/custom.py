@@ -16,7 +16,7 @@ from typing import ClassVar
 import numpy as np
 import torch
 from scipy.optimize import brentq
-from scipy.special import gammaln, logsumexp
+from scipy.special import gammaln, logsumexp, xlogy
 from torch import Tensor
 
 import zoo
@@ -172,11 +172,17 @@ def _stationary(law: Custom, dim: int, grid: int = 4001) -> Stationary:
         log_rho[C - r * r / 2 <= p_edge] = -np.inf  # outside the support
         return r, log_rho
 
+    def log_radial(r: np.ndarray, log_rho: np.ndarray) -> np.ndarray:
+        """log(rho r^(d-1)), the radial density up to |S^(d-1)|."""
+        with np.errstate(divide="ignore"):
+            return log_rho + xlogy(dim - 1, r)
+
+    trapezoid = np.ones(grid)
+    trapezoid[[0, -1]] = 0.5
+
     def log_mass(C: float) -> float:
         r, log_rho = profile(C)
-        with np.errstate(divide="ignore"):
-            terms = log_rho + (dim - 1) * np.log(r)
-        return float(log_sphere + logsumexp(terms) + math.log(r[1] - r[0]))
+        return float(log_sphere + logsumexp(log_radial(r, log_rho), b=trapezoid) + math.log(r[1] - r[0]))
 
     lo = hi = float(law.df(torch.tensor(1.0, dtype=torch.float64)))
     step = 1.0
@@ -189,8 +195,8 @@ def _stationary(law: Custom, dim: int, grid: int = 4001) -> Stationary:
         raise ZooError(f"law custom: no stationary state found for F = {law.F} in dimension {dim}")
     C = brentq(log_mass, lo, hi, xtol=1e-12, rtol=1e-12)
     r, log_rho = profile(C)
-    with np.errstate(divide="ignore"):
-        weights = np.exp(log_rho + (dim - 1) * np.log(r) - (log_rho + (dim - 1) * np.log(r)).max())
+    terms = log_radial(r, log_rho)
+    weights = np.exp(terms - terms.max())
     cdf = np.concatenate([[0.0], np.cumsum(0.5 * (weights[1:] + weights[:-1]))])
     return Stationary(C, r, log_rho, cdf / cdf[-1])
 

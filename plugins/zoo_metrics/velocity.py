@@ -56,7 +56,7 @@ class VelocityError(Metric):
         exact = _exact_field(ctx)
         if exact is None:
             raise ZooError("metric 'velocity_error' needs a trained field and a law with the exact velocity "
-                           "of the data set (a mixture or Barenblatt data set)")
+                           "of the data set")
         field, counted = ctx.field, ctx.field.nfe
         grid = ctx.law.time_grid(self.steps).flip(0).tolist()  # increasing forward times t_min .. T
         x = subsample(ctx.train, self.points, ctx.seed).float()

@@ -60,6 +60,9 @@ def command(dataset_spec: str, samples_path: str, metrics: tuple[str, ...], as_j
     samples = evaluation.check_samples(load_samples(samples_path), dataset)
     ctx = evaluation.context(dataset, seed=seed, device=device)
     chosen = evaluation.select(ctx, split_list(metrics) if metrics else None)
+    if metrics and not chosen:
+        raise ZooError(f"none of the metrics {', '.join(split_list(metrics))} can run on a samples file "
+                       f"(velocity_error needs a trained field)")
     values = evaluation.evaluate(samples, ctx, chosen)
     if as_json:
         click.echo(json.dumps({k: (v if math.isfinite(v) else None) for k, v in values.items()}))
