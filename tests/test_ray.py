@@ -10,6 +10,7 @@ import importlib.util
 import json
 import os
 import secrets
+import shutil
 import signal
 import socket
 import subprocess
@@ -23,6 +24,7 @@ import torch
 
 from zoo.errors import ZooError
 from zoo.registry import get_registry
+from zoo.testing.conformance import check
 
 needs_ray = pytest.mark.skipif(importlib.util.find_spec("ray") is None,
                                reason="ray is not installed (pip install zoo[ray])")
@@ -119,11 +121,14 @@ def test_local_cluster_runs_each_job_in_a_fresh_reseeded_process(tmp_path, monke
     executor = get_registry().create("executor", f"ray:num_cpus=2:runtime_env={env}")
     jobs = [{"seed": s} for s in (3, 1, 4, 1, -1)]
 
-    results = list(executor.map(seeded_fit, jobs))
-
     import ray
 
-    assert not ray.is_initialized()  # the executor stopped the cluster it started
+    try:
+        results = list(executor.map(seeded_fit, jobs))
+        assert ray.is_initialized() and ray.nodes()[0]["NodeManagerAddress"] == "127.0.0.1"
+        check("executor", executor, jobs=2)  # the project's executor conformance, on the same cluster
+    finally:
+        ray.shutdown()  # stops the cluster the executor started
     assert sorted(j["seed"] for j, _ in results) == sorted(j["seed"] for j in jobs)
     ok = [(job, r) for job, r in results if "loss" in r]
     failed = [r for job, r in results if job["seed"] < 0]
@@ -155,13 +160,12 @@ def ray_head():
     finally:
         os.killpg(head.pid, signal.SIGTERM)
         try:
-            head.wait(15)
+            head.wait(5)
         except subprocess.TimeoutExpired:
             pass
-        with_leftovers = subprocess.run(["pgrep", "-g", str(head.pid)], capture_output=True, text=True).stdout
-        if with_leftovers.strip():
-            os.killpg(head.pid, signal.SIGKILL)
-        subprocess.run(["rm", "-rf", temp])
+        os.killpg(head.pid, signal.SIGKILL)  # the raylet and GCS can outlive a SIGTERM
+        head.wait()
+        shutil.rmtree(temp, ignore_errors=True)
 
 
 def differences(a, b, path: str = "") -> list[str]:

@@ -381,16 +381,25 @@ class EvalContext:
 
 @dataclass(frozen=True)
 class Metric(Plugin):
-    """A metric: ``compute(samples, ctx)`` -> {metric name: float}. ``applies`` filters data sets.
+    """A metric: ``compute(samples, ctx)`` -> {metric name: float}; samples (n, *shape) on the CPU.
 
-    ``floor(ctx)`` gives the same statistic for held-out real data, where one makes sense.
+    ``applies`` filters data sets; ``available`` filters contexts (a velocity error needs a trained
+    field); ``floor`` says whether real-vs-real floors of it are meaningful; ``protocol`` is what a
+    result row must record about it (extractor and weights hash, kernel bandwidths).
     """
 
     kind: ClassVar[str] = "metric"
     higher_is_better: ClassVar[dict[str, bool]] = {}
+    floor: ClassVar[bool] = True
 
     def applies(self, dataset: Dataset) -> bool:
         return True
+
+    def available(self, ctx: EvalContext) -> bool:
+        return True
+
+    def protocol(self, ctx: EvalContext) -> dict[str, Any]:
+        return {}
 
     def compute(self, samples: Tensor, ctx: EvalContext) -> dict[str, float]:
         raise NotImplementedError

@@ -1,13 +1,8 @@
 """Evaluate samples with the metric suite, measure real-vs-real floors, and describe the protocol.
 
-A metric plugin implements :class:`zoo.contracts.Metric`; three optional members refine it here:
-
-* ``available(ctx) -> bool``: whether it can run in this context (``velocity_error`` needs a
-  trained field); a metric not available is left out;
-* ``floor: ClassVar[bool] = False``: :func:`floors` leaves it out (``velocity_error`` is a
-  property of the field; ``memorization`` reports its held-out floors among its own values);
-* ``protocol(ctx) -> dict``: what a result row must record about it (extractor and weights hash,
-  kernel bandwidths).
+A metric plugin implements :class:`zoo.contracts.Metric`: a metric not ``available`` in a context
+is left out; :func:`floors` skips metrics with ``floor = False`` (``velocity_error`` is a property
+of the field; ``memorization`` reports its held-out floors among its own values).
 
 Floors (METRICS.md: FID depends on n, W2 between two real samples varies between seeds): the same
 statistics for n real points against the same held-out reference, averaged over a few seeds.
@@ -50,7 +45,7 @@ def select(ctx: EvalContext, metrics: Iterable[str | Metric] | None = None) -> l
         for m in chosen:
             if not m.applies(ctx.dataset):
                 raise ZooError(f"metric {m.name!r} does not apply to data set {ctx.dataset.name!r}")
-    return [m for m in chosen if getattr(m, "available", lambda c: True)(ctx)]
+    return [m for m in chosen if m.available(ctx)]
 
 
 def check_samples(samples: Tensor | np.ndarray, dataset: Dataset) -> Tensor:
@@ -107,7 +102,7 @@ def floors(ctx: EvalContext, metrics: Iterable[str | Metric] | None = None, *, n
     averaged over ``seeds`` draws; metrics without a floor are left out."""
     if n < 2:
         raise ZooError(f"a floor needs n >= 2, got {n}")
-    chosen = [m for m in select(ctx, metrics) if getattr(m, "floor", True)]
+    chosen = [m for m in select(ctx, metrics) if m.floor]
     totals: dict[str, float] = {}
     for s in range(seeds):
         values = _run(chosen, floor_data(ctx, n, ctx.seed + s), dataclasses.replace(ctx, seed=ctx.seed + s))

@@ -7,7 +7,10 @@ and provenance: a plugin only says what it brings.
 A plugin module implements hooks with ``@zoo.hookimpl`` and is found through the
 ``zoo`` entry-point group (``[project.entry-points.zoo]`` in its pyproject), through
 ``--plugins-dir DIR`` / ``ZOO_PLUGINS_DIR`` for single files, or registered inline
-in tests with :func:`zoo.testing.registered`.
+in tests with :func:`zoo.testing.registered`. The author's guide is docs/plugins.md.
+
+An implementation may take fewer arguments than its hook (pluggy's rule), so hooks can
+grow without breaking plugins; a misspelled hook name is rejected when the plugin loads.
 """
 from __future__ import annotations
 
@@ -19,6 +22,8 @@ hookspec = pluggy.HookspecMarker("zoo")
 hookimpl = pluggy.HookimplMarker("zoo")
 
 Register = Callable[[type], None]
+"""What every hook receives: ``register(cls)`` records one plugin class; the host checks its
+contract and its name, and reports (never raises) what it rejects."""
 
 
 @hookspec

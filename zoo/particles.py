@@ -33,17 +33,19 @@ def record_times(T: float, t_min: float, records: int) -> Tensor:
 def record(data: Tensor, energy: Energy, times: Tensor, *, eps: float | None = None,
            cfl: float = 0.5) -> dict[str, Tensor]:
     """Blob flow of data (N, *shape) recorded at ``times`` (R,): float32 tensors
-    x (R N, *shape), t (R N,), r (R N, *shape), p (R N,), and per-time weights w (R N,)
-    that make every recorded time count equally (|r| grows like 1/t near t = 0)."""
+    x (R N, *shape), t (R N,), r (R N, *shape), p (R N,), and per-time weights
+    w = 1 / mean(|r|^2 + |x|^2) (R N,) that keep the early times, where |r| grows like 1/t,
+    from dominating the loss."""
     shape = tuple(data.shape[1:])
     xs, ts, rs, ps, ws = [], [], [], [], []
     for snap in flow(data, energy, times, eps=eps, cfl=cfl):
-        r = snap.u + snap.x
+        r = -snap.u  # grad p + x
         xs.append(snap.x)
         rs.append(r)
         ps.append(energy.pressure(snap.log_rho))
         ts.append(torch.full((len(r),), snap.t, dtype=torch.float64))
-        ws.append(torch.full((len(r),), 1.0 / float(r.square().mean().clamp_min(1e-12)), dtype=torch.float64))
+        scale = float((r.square() + snap.x.square()).mean().clamp_min(1e-12))  # |x| keeps late times from being blown up
+        ws.append(torch.full((len(r),), 1.0 / scale, dtype=torch.float64))
     cat = lambda parts: torch.cat(parts).float()  # noqa: E731
     return {"x": cat(xs).reshape(-1, *shape), "t": cat(ts), "r": cat(rs).reshape(-1, *shape),
             "p": cat(ps), "w": cat(ws)}

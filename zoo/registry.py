@@ -258,7 +258,7 @@ def contract_violation(kind: str, cls: Any) -> str | None:
     if not isinstance(cls, type) or not issubclass(cls, base):
         return f"expected a subclass of zoo.contracts.{base.__name__}, got {cls!r}"
     if "__dataclass_params__" not in cls.__dict__ or not cls.__dataclass_params__.frozen:
-        return f"{cls.__qualname__} must be decorated with @dataclass(frozen=True)"
+        return f"{cls.__name__} must be decorated with @dataclass(frozen=True)"
     name = getattr(cls, "name", None)
     if not isinstance(name, str) or not name or any(c in name for c in ":,= \t"):
         return "needs a class attribute `name` (a non-empty string without ':', ',', '=' or spaces)"

@@ -21,6 +21,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import json
+import math
 import os
 import sys
 import warnings
@@ -339,18 +340,17 @@ def _train(config: TrainConfig, law: Law, network: Network, dataset: Dataset, ou
             idx = idx[ddp.rank::ddp.world].to(device)
             batch = {k: v[idx] for k, v in prepared.items()}
             loss = law.loss(model, batch, _step_generator(config.seed, step, 1 + ddp.rank))
+            value = loss.detach().clone()
+            if ddp.world > 1:
+                dist.all_reduce(value)  # every rank sees the mean loss, so all stop together on NaN
+                value = value / ddp.world
+            value = float(value)
+            if not math.isfinite(value):
+                raise ZooError(f"training diverged: the loss is {value} at step {step + 1} (try a smaller --lr)")
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
             _ema_update(ema, module, _ema_decay(config, step))
-
-            value = loss.detach()
-            if ddp.world > 1:
-                dist.all_reduce(value)
-                value = value / ddp.world
-            value = float(value)
-            if value != value or abs(value) == float("inf"):
-                raise ZooError(f"training diverged: the loss is {value} at step {step + 1} (try a smaller --lr)")
             losses.append(value)
             if log is not None:
                 log.write(json.dumps({"step": step + 1, "loss": value}) + "\n")

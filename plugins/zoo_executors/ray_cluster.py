@@ -3,12 +3,13 @@
 Ray is an optional extra (``pip install zoo[ray]``); this module imports it only when a
 sweep runs, so ``zoo plugins`` lists ``ray`` even where it is not installed.
 
-* ``ray`` starts a local cluster for the sweep, bound to the loopback interface, and stops it after;
+* ``ray`` starts a local cluster, bound to the loopback interface, that lives as long as the process;
 * ``ray:address=HOST:PORT`` connects to a running cluster (``ray start --head`` prints the
   address; ``auto`` finds the one on this machine or ``RAY_ADDRESS``). A cluster started with
   token authentication (Ray's default) also needs ``RAY_AUTH_MODE=token`` and its token
   (``~/.ray/auth_token`` or ``RAY_AUTH_TOKEN``) on the driver.
 
+A process already connected to Ray (``ray.init`` done) runs its jobs there.
 Every job runs in a fresh worker process (``max_calls=1``) with ``cpus_per_job`` torch threads;
 the job function reseeds itself from its spec, so rows equal the ``local`` executor's.
 Only job dicts and small result dicts cross the cluster: artifacts are written by the workers
@@ -68,7 +69,7 @@ def _is_loopback(host: str) -> bool:
 
 
 @contextlib.contextmanager
-def _loopback_node(ray: Any) -> Iterator[None]:
+def _loopback_node() -> Iterator[None]:
     """Make Ray take 127.0.0.1 as this node's address while it starts or joins a cluster.
 
     Ray otherwise replaces a loopback address by the machine's outward one (and binds its
@@ -154,14 +155,14 @@ class RayCluster(Executor):
     def _connect(self, ray: Any) -> None:
         quiet = {"log_to_driver": False, "logging_level": "error", "runtime_env": self._runtime_env()}
         if self.address is None:
-            with _loopback_node(ray):
+            with _loopback_node():
                 ray.init(address="local", num_cpus=self.num_cpus or os.cpu_count(),
                          include_dashboard=False, **quiet)
             return
         target = _host_port(self.address)
         loopback = target is not None and _is_loopback(target[0])
         try:
-            with _loopback_node(ray) if loopback else contextlib.nullcontext():
+            with _loopback_node() if loopback else contextlib.nullcontext():
                 ray.init(address=self.address, **quiet)
         except (ConnectionError, RuntimeError, ValueError) as exc:
             cause = exc.__cause__ or exc
@@ -174,9 +175,8 @@ class RayCluster(Executor):
         if not jobs:
             return
         ray = _import_ray()
-        started = not ray.is_initialized()
-        if started:
-            self._connect(ray)
+        if not ray.is_initialized():  # later maps (the bench's second wave) reuse the connection;
+            self._connect(ray)  # Ray disconnects, and stops a cluster it started, when the process exits
         # max_calls=1: every job gets a fresh worker process
         task = ray.remote(max_calls=1, num_cpus=self.cpus_per_job, num_gpus=self.gpus_per_job)(_run)
         pending = {task.remote(fn, job, self.cpus_per_job): job for job in jobs}
@@ -191,10 +191,8 @@ class RayCluster(Executor):
                     result = {"status": "failed", "error": f"ray task failed: {type(cause).__name__}: {cause}"}
                 yield job, result
         finally:
-            for ref in pending:
+            for ref in pending:  # interrupted: do not leave the cluster busy with orphans
                 ray.cancel(ref, force=True)
-            if started:
-                ray.shutdown()
 
 
 @zoo.hookimpl

@@ -123,7 +123,8 @@ class Fidelity(Metric):
         gen, logits = self._features(samples, ctx, cache=False)
         ref, _ = self._features(ctx.reference, ctx, cache=True)
         size = min(KID_SUBSET, len(gen), len(ref))
-        subsets = 1 if size == len(gen) == len(ref) else self.kid_subsets  # else every subset is the same
+        # when both sets are no larger than a subset, every subset is the whole set: one is enough
+        subsets = 1 if size == len(gen) == len(ref) else self.kid_subsets
         with one_thread():
             ref_stats = cached(("fid-stats", self.extractor, fingerprint(ref)), lambda: fid_features_to_statistics(ref))
             fid = fid_statistics_to_metric(fid_features_to_statistics(gen), ref_stats, verbose=False)

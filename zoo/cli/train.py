@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import os
+
 import click
 
 from zoo import io
@@ -32,6 +34,8 @@ def command(law: str, network: str | None, dataset: str, steps: int, batch_size:
     config = TrainConfig(law, network, dataset, steps=steps, batch_size=batch_size, lr=lr, ema=ema,
                          seed=seed, device=device, checkpoint_every=checkpoint_every)
     trained = train(config, out)
+    if int(os.environ.get("RANK", "0")) != 0:
+        return  # under torchrun, rank 0 speaks for the job
     last = trained.losses[-1] if trained.losses else float("nan")
     click.echo(f"trained {trained.config.network} for {trained.config.law} on {trained.config.dataset}: "
                f"{trained.steps_done} steps, final loss {last:.4g}, checkpoint in {out}", err=True)
