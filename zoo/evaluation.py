@@ -136,6 +136,5 @@ def protocol(ctx: EvalContext, n_generated: int, metrics: Iterable[str | Metric]
         "metrics": [m.spec for m in chosen],
     }
     for m in chosen:
-        if hasattr(m, "protocol"):
-            info.update(m.protocol(ctx))
+        info.update(m.protocol(ctx))
     return info
