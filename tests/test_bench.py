@@ -18,7 +18,6 @@ import pytest
 from zoo.bench import budget, make_sweep, plan, prepare_out
 from zoo.errors import ZooError
 from zoo.registry import get_registry
-from zoo.testing.conformance import check_executor
 
 DATA = "gmm8:n_train=1000:n_test=500"
 
@@ -56,10 +55,6 @@ def smoke(tmp_path_factory) -> tuple[Path, dict, dict, subprocess.CompletedProce
     resumed = zoo(*args, "--resume")
     assert resumed.returncode == 0, resumed.stderr
     return out, before, stamps, resumed
-
-
-def test_local_executor_conforms() -> None:
-    check_executor(get_registry().create("executor", "local:workers=2"))
 
 
 def test_plan_is_content_hashed_and_follows_the_grids() -> None:

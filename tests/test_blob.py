@@ -97,3 +97,20 @@ def test_flow_returns_requested_times_and_fails_cleanly():
         list(flow(x0, Broken(2.0), torch.tensor([0.0, 0.01]), eps=0.3))
     with pytest.raises(ZooError, match="increasing"):
         list(flow(x0, PowerEnergy(2.0), torch.tensor([0.5, 0.1]), eps=0.3))
+
+
+def test_heat_blob_route_records_ornstein_uhlenbeck_velocity():
+    """heat:route=blob records -u = grad log rho + x; from N(0, h0^2 I) it is (1 - 1/h(t)^2) x."""
+    from zoo.registry import get_registry
+
+    heat = get_registry().create("law", "heat:route=blob:T=1:t_min=0.1")
+    h0, n = 0.6, 400
+    data = h0 * torch.randn(n, 2, generator=torch.Generator().manual_seed(3))
+    rec = heat.prepare(data, torch.Generator())
+    assert set(rec) == {"x", "t", "r", "p", "w"} and rec["x"].shape == (64 * n, 2)
+    for t in (0.2, 0.5):
+        k = (rec["t"] - t).abs() == (rec["t"] - t).abs().min()
+        x, r = rec["x"][k].double(), rec["r"][k].double()
+        h2 = 1 + (h0 * h0 - 1) * math.exp(-2 * float(rec["t"][k][0]))
+        exact = (1 - 1 / h2) * x
+        assert float((r - exact).norm() / exact.norm()) < 0.2

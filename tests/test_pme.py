@@ -97,8 +97,8 @@ def test_learned_on_blob_flow_approximates_exact_velocity(output):
     from zoo.training import TrainConfig, train
 
     data = "barenblatt:h0=0.7:m=2:n_train=300:n_test=10"
-    law_spec = f"pme:m=2:output={output}:records=16:T=2:t_min=0.05"
-    trained = train(TrainConfig(law_spec, "mlp:width=64:depth=2", data, steps=400, batch_size=256,
+    law_spec = f"pme:m=2:output={output}:records=12:T=2:t_min=0.05"
+    trained = train(TrainConfig(law_spec, "mlp:width=64:depth=2", data, steps=250, batch_size=256,
                                 lr=3e-3, ema=0.9, device="cpu"), None, progress=False)
     field = trained.field
     law, exact = PME(m=2), PME(m=2).exact_field(Barenblatt(m=2.0, dim=2, h0=0.7))
@@ -106,8 +106,7 @@ def test_learned_on_blob_flow_approximates_exact_velocity(output):
     for t in (0.2, 1.0):
         tt = torch.full((500,), t)
         err = (field.grad_p(x, tt) - exact.grad_p(x, tt)).norm() / exact.grad_p(x, tt).norm()
-        print(t, float(err))
-        assert float(err) < 0.15, (t, float(err))
+        assert float(err) < 0.1, (t, float(err))
     if output == "scalar":
         out = generate(trained.law, field, get_registry().create("sampler", "em:alpha=0.5"), n=200, nfe=50, shape=(2,))
         assert torch.isfinite(out.samples).all() and float(out.samples.norm(dim=1).max()) < 2 * barenblatt_radius(2, 2.0)

@@ -2,10 +2,6 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
-import textwrap
 import types
 from dataclasses import dataclass
 from typing import ClassVar
@@ -244,15 +240,20 @@ def test_trace_logs_loading_hook_calls_and_registrations(monkeypatch, plugins_di
     assert "[zoo trace] problem in broken: import failed" in err
 
 
-def zoo_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-c", "from zoo.cli import main; main()", *args],
-                          capture_output=True, text=True, env={**os.environ, **(env or {})}, timeout=120)
+def test_zoo_plugins_json_names_the_broken_plugin_and_lists_the_rest(plugins_dir, monkeypatch):
+    from click.testing import CliRunner
 
+    from zoo.cli import cli
 
-def test_zoo_plugins_names_the_broken_plugin_and_lists_the_rest(plugins_dir):
-    out = zoo_cli("--plugins-dir", str(plugins_dir), "plugins", "--json")
-    assert out.returncode == 0, out.stderr
-    listing = json.loads(out.stdout)
+    monkeypatch.setenv("ZOO_PLUGINS_DIR", "")  # --plugins-dir writes it; monkeypatch restores it
+    before = get_registry()
+    set_registry(None)  # the command builds the process registry as `zoo` would
+    try:
+        result = CliRunner().invoke(cli, ["--plugins-dir", str(plugins_dir), "plugins", "--json"])
+    finally:
+        set_registry(before)
+    assert result.exit_code == 0, result.output
+    listing = json.loads(result.stdout)
     assert {"plugin": "broken", "error": "import failed: ImportError: needs the flux capacitor"} in listing["problems"]
     names = {(p["kind"], p["name"]) for p in listing["plugins"]}
     assert ("sampler", "from-file") in names and ("law", "heat") in names

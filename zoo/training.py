@@ -25,7 +25,7 @@ import math
 import os
 import sys
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -106,7 +106,7 @@ class Trained:
     module: nn.Module | None  # the EMA weights (what is sampled); None for non-learned networks
     field: Field  # what samplers use, on `device`
     steps_done: int
-    losses: list[float] = field(default_factory=list)  # one per step
+    losses: list[float] = dataclasses.field(default_factory=list)  # one per step
     device: torch.device = torch.device("cpu")
 
 

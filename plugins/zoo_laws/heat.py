@@ -15,9 +15,12 @@ import torch
 from torch import Tensor, nn
 
 import zoo
+from zoo import particles
+from zoo.blob import PowerEnergy
 from zoo.contracts import Field, GaussianMixture, Law
 
 T_DISTS = ("log", "logsnr", "uniform")
+ROUTES = ("dsm", "blob")
 
 
 def noise_scale(t: Tensor) -> Tensor:
@@ -122,17 +125,33 @@ class Heat(Law):
     sampler spends its steps (about half the draws below t = 0.07 for the defaults, where the score
     is sharp); ``logsnr`` is uniform in log-SNR = -log(e^2t - 1) (Kingma et al. 2021), which puts
     more weight on large t; ``uniform`` is uniform in t (mostly the nearly Gaussian regime).
+
+    ``route``: ``dsm`` (denoising score matching, default) or ``blob``: regression on the blob
+    particle flow of the train split (:mod:`zoo.particles`), exactly as pme learns, for a
+    like-for-like comparison of the two laws.
     """
 
     name: ClassVar[str] = "heat"
     summary: ClassVar[str] = "heat / Ornstein-Uhlenbeck law, trained by denoising score matching"
 
     t_dist: str = "log"
+    route: str = "dsm"
 
     def __post_init__(self) -> None:
         super().__post_init__()
         if self.t_dist not in T_DISTS:
             self.fail(f"t_dist must be one of {', '.join(T_DISTS)}, got {self.t_dist!r}")
+        if self.route not in ROUTES:
+            self.fail(f"route must be one of {', '.join(ROUTES)}, got {self.route!r}")
+
+    def energy(self, dim: int) -> PowerEnergy:
+        """The blob method's view of F = rho log rho (``zoo forward``, ``route=blob``)."""
+        return PowerEnergy(1.0)
+
+    def prepare(self, data: Tensor, generator: torch.Generator) -> dict[str, Tensor]:
+        if self.route == "blob":
+            return particles.record(data, self.energy(data[0].numel()), particles.record_times(self.T, self.t_min, 64))
+        return super().prepare(data, generator)
 
     def prior(self, n: int, shape: tuple[int, ...], generator: torch.Generator) -> Tensor:
         return torch.randn((n, *shape), generator=generator)
@@ -158,12 +177,16 @@ class Heat(Law):
 
     def loss(self, network: nn.Module, batch: dict[str, Tensor], generator: torch.Generator) -> Tensor:
         """Denoising score matching, noise prediction: mean |eps(x_t, t) - z|^2."""
+        if self.route == "blob":
+            return particles.regression_loss(network, batch, "vector")
         x0 = batch["x0"]
         t = self.sample_times(x0.shape[0], generator).to(x0.device)
         z = torch.randn(x0.shape, generator=generator).to(x0.device, x0.dtype)
         return (network(self.diffuse(x0, t, z), t) - z).square().mean()
 
     def field(self, network: nn.Module) -> Field:
+        if self.route == "blob":
+            return particles.ParticleField(network, "vector")
         return NoiseField(network)
 
     def exact_field(self, target: Any) -> Field:

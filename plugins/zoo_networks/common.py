@@ -16,8 +16,9 @@ class LogTimeEmbedding(nn.Module):
     """Fourier features of log t, rescaled so that [t_min, T] maps to c in [-1, 1].
 
     Sampling grids are geometric down to t_min, so log t spreads the times evenly.
-    t (n,) -> (n, dim): [c, sin(pi f_k c), cos(pi f_k c)] with f_k geometric from 1/2 to 16
-    (the finest features resolve a factor of about 1.5 in t for T/t_min = 5000), padded to dim.
+    t (n,) -> (n, dim): [c, sin(pi f_k c), cos(pi f_k c)] with f_k geometric from 1/2 to 4
+    (the finest period is a factor of about 8 in t for T/t_min = 5000; the MLP sharpens from there:
+    on gmm8 this gave a lower held-out DSM loss than f_k up to 16), padded to dim.
     """
 
     def __init__(self, t_min: float, T: float, dim: int = 64) -> None:

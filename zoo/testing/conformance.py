@@ -15,8 +15,8 @@ from typing import Any, Callable
 import torch
 from torch import Tensor, nn
 
-from zoo.contracts import (KINDS, Barenblatt, BuildContext, Dataset, EvalContext, Executor, Field,
-                           GaussianMixture, Law, Metric, Network, Noise, Plugin, Sampler, seeded_generator)
+from zoo.contracts import (KINDS, Barenblatt, BuildContext, Dataset, EvalContext, Field, GaussianMixture, Law,
+                           Noise, Plugin, Sampler, seeded_generator)
 from zoo.errors import ZooError
 from zoo.registry import build, contract_violation, get_registry
 from zoo.spec import Spec
