@@ -97,7 +97,7 @@ def test_smoke_bench_end_to_end(smoke) -> None:
             assert key in r["protocol"]
         assert (smoke / "runs" / r["run"] / "samples.npz").exists()
     trained = [r for r in rows if r["network"].startswith("mlp")]
-    assert "velocity_error" in trained[0]["metrics"] and trained[0]["protocol"]["training_steps"] == 150
+    assert "velocity_error" in trained[0]["metrics"] and trained[0]["protocol"]["training_steps"] == 100
     assert not any(r["memorising"] for r in trained)
     empirical = [r for r in rows if r["network"] == "empirical"]
     flagged = [r for r in empirical if r["memorising"]]
