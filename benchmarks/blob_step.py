@@ -12,7 +12,6 @@ Also times the forward flow of all 1797 digits (d = 64, m = 1 + 2/64) to t = T.
 from __future__ import annotations
 
 import argparse
-import math
 import resource
 import threading
 import time

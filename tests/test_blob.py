@@ -100,7 +100,8 @@ def test_flow_returns_requested_times_and_fails_cleanly():
 
 
 def test_heat_blob_route_records_ornstein_uhlenbeck_velocity():
-    """heat:route=blob records -u = grad log rho + x; from N(0, h0^2 I) it is (1 - 1/h(t)^2) x."""
+    """heat:route=blob records -u = grad log rho + x; from N(0, h0^2 I) it is (1 - 1/h(t)^2) x
+    (per particle the blob target is noisy at N = 400, about 30 %, so compare the fitted slope)."""
     from zoo.registry import get_registry
 
     heat = get_registry().create("law", "heat:route=blob:T=1:t_min=0.1")
@@ -112,5 +113,5 @@ def test_heat_blob_route_records_ornstein_uhlenbeck_velocity():
         k = (rec["t"] - t).abs() == (rec["t"] - t).abs().min()
         x, r = rec["x"][k].double(), rec["r"][k].double()
         h2 = 1 + (h0 * h0 - 1) * math.exp(-2 * float(rec["t"][k][0]))
-        exact = (1 - 1 / h2) * x
-        assert float((r - exact).norm() / exact.norm()) < 0.2
+        slope = float((r * x).sum() / x.square().sum())  # least squares r ~ c x: averages the blob noise
+        assert slope == pytest.approx(1 - 1 / h2, rel=0.1)

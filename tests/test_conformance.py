@@ -13,7 +13,7 @@ import torch
 
 from zoo.contracts import Dataset, Executor, Law, Metric, Network, Sampler
 from zoo.registry import get_registry
-from zoo.testing import TinyMixture, check, check_dataset, check_executor, check_law, check_metric, \
+from zoo.testing import RelaxingBarenblatt, RelaxingGaussian, TinyMixture, check, check_dataset, check_executor, check_law, check_metric, \
     check_network, check_sampler, conformance_tests, registered
 
 REGISTRY = get_registry()
@@ -317,3 +317,49 @@ def test_a_broken_contract_is_named_before_anything_runs():
 
 
 test_pytest_form = conformance_tests("dataset", TinyMixture, "gmm8:n_train=50:n_test=20")
+
+
+# --------------------------------------------------------------------------- the exact solutions of zoo.testing
+
+
+def _rk4_flow(field, x, t_from, t_to, steps=400):
+    """dx/dt = u = -(grad p + x) from t_from to t_to by RK4 (forward time)."""
+    t = torch.full((x.shape[0],), 0.0, dtype=torch.float64)
+    h = (t_to - t_from) / steps
+    f = lambda y, s: -(field.grad_p(y, t + s) + y)  # noqa: E731
+    for k in range(steps):
+        s = t_from + k * h
+        k1 = f(x, s)
+        k2 = f(x + h / 2 * k1, s + h / 2)
+        k3 = f(x + h / 2 * k2, s + h / 2)
+        k4 = f(x + h * k3, s + h)
+        x = x + h / 6 * (k1 + 2 * k2 + 2 * k3 + k4)
+    return x
+
+
+@pytest.mark.parametrize("problem", [RelaxingGaussian(0.5, 2), RelaxingGaussian(0.5, 3, sigma=2.0),
+                                     RelaxingBarenblatt(2.0, 2, 0.5), RelaxingBarenblatt(1.5, 3, 1.3)],
+                         ids=["gauss", "gauss-sigma2", "barenblatt-m2", "barenblatt-m1.5"])
+def test_analytic_problems_are_exact(problem):
+    x = torch.randn(50, problem.dim, dtype=torch.float64, generator=torch.Generator().manual_seed(0)) * 0.3
+    moved = _rk4_flow(problem.field(), x, 0.0, 1.0)
+    assert torch.allclose(moved, problem.flow(x, 0.0, 1.0), rtol=1e-6, atol=0)  # the flow map is a dilation
+    y = x.clone().requires_grad_(True)
+    t = torch.full((50,), 0.7, dtype=torch.float64)
+    (grad,) = torch.autograd.grad(problem.pressure(y, t).sum(), y)
+    assert torch.allclose(grad, problem.grad_p(x, t), atol=1e-10)  # grad p is the gradient of p (on the support)
+
+
+def test_barenblatt_radius_and_moment():
+    problem = RelaxingBarenblatt(2.0, 2, 1.0)
+    assert problem.radius**4 == pytest.approx(8 / math.pi)  # MATH.md section 4
+    assert problem.second_moment(5.0) == pytest.approx(problem.radius**2 * 1 / (1 + 1 + 1), rel=1e-6)
+
+
+def test_relaxing_gaussian_agrees_with_the_laws_exact_fields(example_plugin):
+    x = torch.randn(20, 2, generator=torch.Generator().manual_seed(1))
+    t = torch.linspace(0.01, 3, 20)
+    for law, sigma in (("heat", 1.0), ("tempered:sigma=2", 2.0)):
+        problem = RelaxingGaussian(0.5, 2, sigma=sigma)
+        field = REGISTRY.create("law", law).exact_field(problem.target)
+        assert torch.allclose(field.grad_p(x, t), problem.grad_p(x, t), rtol=1e-5, atol=1e-6), law

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import os
 import types
 from dataclasses import dataclass
 from typing import ClassVar
@@ -207,6 +208,15 @@ def test_plugins_dir_loads_single_files_and_reports_the_broken_one(plugins_dir):
         Registry(entry_points=False, plugins_dirs=[str(plugins_dir / "single.py")])
 
 
+def test_plugins_dir_from_the_environment(monkeypatch, plugins_dir, tmp_path):
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "second.py").write_text(PLUGIN_FILE.replace('"from-file"', '"from-other"'))
+    monkeypatch.setenv("ZOO_PLUGINS_DIR", f"{plugins_dir}{os.pathsep}{other}")
+    registry = Registry(entry_points=False)
+    assert registry.names("sampler") == ["from-file", "from-other"]
+
+
 def test_disable_and_select_plugins(monkeypatch, plugins_dir):
     monkeypatch.setenv("ZOO_DISABLE_PLUGINS", "broken")
     registry = Registry(entry_points=False, plugins_dirs=[str(plugins_dir)])
@@ -273,3 +283,12 @@ def test_zoo_plugins_text_view(plugins_dir):
     assert result.exit_code == 0
     assert "broken plugin broken: import failed: ImportError: needs the flux capacitor" in result.stderr
     assert "from-file" in result.stdout and "samplers:" in result.stdout
+
+
+def test_registered_uses_a_plugin_that_is_already_there():
+    registry = fresh()
+    mod = module("installed", zoo_register_samplers=[Good])
+    registry.add(mod)
+    with registered(mod, Good, registry=registry):
+        assert registry.entry("sampler", "good-test").plugin == "installed"
+    assert registry.names("sampler") == ["good-test"] and registry.problems == []

@@ -395,7 +395,8 @@ def _run_floors(spec: dict[str, Any], folder: Path, out: Path) -> dict[str, Any]
     ctx = _eval_context(dataset, spec["reference"], spec["seed"], spec["device"], out)
     values = evaluation.floors(ctx, metrics=spec["metrics"], n=spec["n"])
     held = dataset.test()[: spec["n"]]
-    write_npz(folder / "samples.npz", nn_ratio=nn_ratio(held, dataset.train()))
+    extra = {} if dataset.is_image else {"train": dataset.train()[:2000].numpy()}  # the report's backdrop
+    write_npz(folder / "samples.npz", nn_ratio=nn_ratio(held, dataset.train()), **extra)
     return {"dataset": spec["dataset"], "n": spec["n"], "floors": _floats(values)}
 
 

@@ -7,12 +7,13 @@ registered in-process (:meth:`Registry.add`, used by tests).
 Environment:
   ZOO_PLUGINS=a,b            load only these plugin modules (entry-point or file names)
   ZOO_DISABLE_PLUGINS=a,b    never load these
-  ZOO_PLUGINS_DIR=DIR[:DIR]  also load every ``*.py`` file of these folders
-  ZOO_TRACE_PLUGINS=1        log every hook call to stderr
+  ZOO_PLUGINS_DIR=DIR[:DIR]  also load every ``*.py`` file of these folders (not ``_*.py``)
+  ZOO_TRACE_PLUGINS=1        log to stderr each plugin loaded or skipped, hook call and registration
 
-A plugin module that fails to import, raises in a hook, registers something that breaks its
-kind's contract, or reuses a taken name is recorded in :attr:`Registry.problems` with the
-reason; everything else keeps working.
+A plugin module that fails to import, implements no hook or a misspelled one, raises in a
+hook, registers something that breaks its kind's contract, or reuses a taken name is
+recorded in :attr:`Registry.problems` with the reason; everything else keeps working.
+The author's guide is docs/plugins.md.
 """
 from __future__ import annotations
 
@@ -72,6 +73,8 @@ def _env_list(name: str) -> set[str] | None:
 
 
 class Registry:
+    """Plugin classes by kind and name (:attr:`entries`), and what could not be loaded (:attr:`problems`)."""
+
     def __init__(self, *, entry_points: bool = True, plugins_dirs: list[str] | tuple[str, ...] = ()) -> None:
         self.pm = pluggy.PluginManager("zoo")
         self.pm.add_hookspecs(hookspecs)
@@ -86,7 +89,7 @@ class Registry:
             self._load_entry_points()
         dirs = list(plugins_dirs)
         if os.environ.get("ZOO_PLUGINS_DIR"):
-            dirs += os.environ["ZOO_PLUGINS_DIR"].split(os.pathsep)
+            dirs += [d for d in os.environ["ZOO_PLUGINS_DIR"].split(os.pathsep) if d]
         for folder in dirs:
             self._load_dir(folder)
         if entry_points:
@@ -144,7 +147,7 @@ class Registry:
                 continue
             self._log(f"load {file.stem} from {file}")
             # in sys.modules so that type hints resolve and process pools can pickle its classes
-            module_name = f"zoo_plugins_dir.{file.stem}"
+            module_name = f"zoo_plugins_dir_{file.stem}"
             try:
                 spec = importlib.util.spec_from_file_location(module_name, file)
                 module = importlib.util.module_from_spec(spec)

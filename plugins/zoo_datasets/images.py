@@ -49,15 +49,17 @@ def _subsample(n: int, keep: int | None, seed: int, stream: int) -> Tensor | Non
 
 @dataclass(frozen=True)
 class _DiskImages(Dataset):
-    """Shared by the image sets: class labels, optional subsampling of both splits, lazy loading."""
+    """Shared by the image sets: class labels, lazy loading, and seeded subsets of both splits
+    (subclasses have the options ``n_train``, ``n_test`` and ``seed``)."""
 
     default_network: ClassVar[str] = "unet"
 
     def _read(self) -> dict[str, Split]:
         raise NotImplementedError
 
-    def _check_sizes(self, n_train: int | None, n_test: int | None) -> None:
-        for key, value in (("n_train", n_train), ("n_test", n_test)):
+    def _check_sizes(self) -> None:
+        for key in ("n_train", "n_test"):
+            value = getattr(self, key)
             if value is not None and value < 1:
                 self.fail(f"{key} must be at least 1, got {value}")
 
@@ -105,7 +107,7 @@ class _TorchvisionImages(_DiskImages):
     seed: int = 0  # of the subsampling
 
     def __post_init__(self) -> None:
-        self._check_sizes(self.n_train, self.n_test)
+        self._check_sizes()
         root = self.root or os.environ.get(ROOT_ENV)
         if not root:
             self.fail(f"no data root: pass root=PATH or set {ROOT_ENV} to a torchvision root "
@@ -232,7 +234,7 @@ class ImageFolder(_DiskImages):
     seed: int = 0  # of the held-out draw and the subsampling
 
     def __post_init__(self) -> None:
-        self._check_sizes(self.n_train, self.n_test)
+        self._check_sizes()
         if self.size < 1:
             self.fail(f"size must be at least 1, got {self.size}")
         if self.channels not in (1, 3):

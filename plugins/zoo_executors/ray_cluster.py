@@ -1,13 +1,14 @@
 """The ``ray`` executor: each job a Ray task, on an existing cluster or a local one.
 
-Ray is an optional extra (``pip install zoo[ray]``); this module imports it only when a
-sweep runs, so ``zoo plugins`` lists ``ray`` even where it is not installed.
+Ray is an optional extra (``pip install zoo[ray]``); this module imports it only when a ``ray``
+executor is built, so ``zoo plugins`` lists ``ray`` even where it is not installed.
 
-* ``ray`` starts a local cluster, bound to the loopback interface, that lives as long as the process;
+* ``ray`` starts a local cluster for each ``map``, bound to the loopback interface, and stops it after;
 * ``ray:address=HOST:PORT`` connects to a running cluster (``ray start --head`` prints the
-  address; ``auto`` finds the one on this machine or ``RAY_ADDRESS``). A cluster started with
-  token authentication (Ray's default) also needs ``RAY_AUTH_MODE=token`` and its token
-  (``~/.ray/auth_token`` or ``RAY_AUTH_TOKEN``) on the driver.
+  address; ``auto`` finds the one on this machine or ``RAY_ADDRESS``). A cluster with token
+  authentication (``ray start`` turns it on where ``~/.ray/auth_token`` exists) also needs
+  ``RAY_AUTH_MODE=token`` and its token (that file, ``RAY_AUTH_TOKEN`` or ``RAY_AUTH_TOKEN_PATH``)
+  on the driver.
 
 A process already connected to Ray (``ray.init`` done) runs its jobs there.
 Every job runs in a fresh worker process (``max_calls=1``) with ``cpus_per_job`` torch threads;
@@ -20,8 +21,11 @@ from __future__ import annotations
 import contextlib
 import ipaddress
 import json
+import math
 import os
 import socket
+import sys
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, ClassVar, Iterator
@@ -69,6 +73,21 @@ def _is_loopback(host: str) -> bool:
 
 
 @contextlib.contextmanager
+def _environ(**values: str) -> Iterator[None]:
+    """Set environment variables for the duration of the block (what Ray reads as it starts)."""
+    saved = {key: os.environ.get(key) for key in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+@contextlib.contextmanager
 def _loopback_node() -> Iterator[None]:
     """Make Ray take 127.0.0.1 as this node's address while it starts or joins a cluster.
 
@@ -77,17 +96,35 @@ def _loopback_node() -> Iterator[None]:
     """
     from ray._private import ray_constants
 
-    saved = ray_constants.ENABLE_RAY_CLUSTER, os.environ.get(ray_constants.ENABLE_RAY_CLUSTERS_ENV_VAR)
+    saved = ray_constants.ENABLE_RAY_CLUSTER
     ray_constants.ENABLE_RAY_CLUSTER = False
-    os.environ[ray_constants.ENABLE_RAY_CLUSTERS_ENV_VAR] = "0"  # read by the processes Ray spawns
     try:
-        yield
+        with _environ(**{ray_constants.ENABLE_RAY_CLUSTERS_ENV_VAR: "0"}):  # for the processes Ray spawns
+            yield
     finally:
-        ray_constants.ENABLE_RAY_CLUSTER = saved[0]
-        if saved[1] is None:
-            os.environ.pop(ray_constants.ENABLE_RAY_CLUSTERS_ENV_VAR, None)
-        else:
-            os.environ[ray_constants.ENABLE_RAY_CLUSTERS_ENV_VAR] = saved[1]
+        ray_constants.ENABLE_RAY_CLUSTER = saved
+
+
+@contextlib.contextmanager
+def _stderr_captured() -> Iterator[Any]:
+    """Send this process's fd 2 to a temporary file (Ray's C++ client logs each retry there)."""
+    with tempfile.TemporaryFile(mode="w+") as capture:
+        sys.stderr.flush()
+        saved = os.dup(2)
+        os.dup2(capture.fileno(), 2)
+        try:
+            yield capture
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+
+
+def _chain(exc: BaseException | None) -> Iterator[BaseException]:
+    """An exception and its causes."""
+    while exc is not None:
+        yield exc
+        exc = exc.__cause__ or exc.__context__
 
 
 @dataclass(frozen=True)
@@ -97,7 +134,7 @@ class RayCluster(Executor):
     Options: ``address`` (none: start a local cluster on loopback; HOST:PORT, ray://HOST:PORT
     or auto: join a running one), ``num_cpus`` (size of a local cluster; 0: every core),
     ``cpus_per_job`` / ``gpus_per_job`` (resources each task reserves), ``runtime_env``
-    (a JSON file holding a Ray runtime environment, e.g. ``{"env_vars": {...}, "working_dir": ...}``),
+    (a JSON file holding a Ray runtime environment for the workers, e.g. ``{"env_vars": {...}}``),
     ``timeout`` (seconds to wait for an address to answer).
     """
 
@@ -156,27 +193,36 @@ class RayCluster(Executor):
         quiet = {"log_to_driver": False, "logging_level": "error", "runtime_env": self._runtime_env()}
         if self.address is None:
             with _loopback_node():
-                ray.init(address="local", num_cpus=self.num_cpus or os.cpu_count(),
+                ray.init(address="local", num_cpus=self.num_cpus or None,  # None: Ray counts the cores
                          include_dashboard=False, **quiet)
             return
         target = _host_port(self.address)
         loopback = target is not None and _is_loopback(target[0])
-        try:
-            with _loopback_node() if loopback else contextlib.nullcontext():
-                ray.init(address=self.address, **quiet)
-        except (ConnectionError, RuntimeError, ValueError) as exc:
-            cause = exc.__cause__ or exc
-            hint = (" (token authentication is on: set RAY_AUTH_MODE=token and give the cluster's token "
-                    "in ~/.ray/auth_token or RAY_AUTH_TOKEN)") if "Authentication" in type(cause).__name__ else ""
-            first = str(cause).strip().splitlines()[0] if str(cause).strip() else type(cause).__name__
-            raise ZooError(f"cannot join the Ray cluster at {self.address}: {first}{hint}") from None
+        retries = str(math.ceil(self.timeout))  # Ray's GCS connection attempts, one a second (20 by default)
+        with _stderr_captured() as capture:
+            try:
+                with _loopback_node() if loopback else contextlib.nullcontext(), \
+                        _environ(RAY_gcs_server_port_wait_time_s=retries):
+                    ray.init(address=self.address, **quiet)
+                return
+            except (ConnectionError, RuntimeError, ValueError) as exc:
+                failure = exc
+            capture.seek(0)
+            text = capture.read() + "".join(f"{type(e).__name__}: {e}" for e in _chain(failure))
+        if "InvalidAuthToken" in text or "AuthenticationError" in text:
+            raise ZooError(f"cannot join the Ray cluster at {self.address}: it requires token authentication: "
+                           f"set RAY_AUTH_MODE=token and give the cluster's token (~/.ray/auth_token, "
+                           f"RAY_AUTH_TOKEN or RAY_AUTH_TOKEN_PATH)") from None
+        last = [line.strip() for line in str(failure).splitlines() if line.strip()]
+        raise ZooError(f"cannot join the Ray cluster at {self.address}: {last[-1] if last else type(failure).__name__}") from None
 
     def map(self, fn: Callable[[dict], dict], jobs: list[dict]) -> Iterator[tuple[dict, dict]]:
         if not jobs:
             return
         ray = _import_ray()
-        if not ray.is_initialized():  # later maps (the bench's second wave) reuse the connection;
-            self._connect(ray)  # Ray disconnects, and stops a cluster it started, when the process exits
+        started = not ray.is_initialized()  # else: run on the caller's connection, and keep it
+        if started:
+            self._connect(ray)
         # max_calls=1: every job gets a fresh worker process
         task = ray.remote(max_calls=1, num_cpus=self.cpus_per_job, num_gpus=self.gpus_per_job)(_run)
         pending = {task.remote(fn, job, self.cpus_per_job): job for job in jobs}
@@ -193,6 +239,8 @@ class RayCluster(Executor):
         finally:
             for ref in pending:  # interrupted: do not leave the cluster busy with orphans
                 ray.cancel(ref, force=True)
+            if started:
+                ray.shutdown()  # disconnects; stops the cluster if this map started it
 
 
 @zoo.hookimpl

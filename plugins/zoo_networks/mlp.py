@@ -15,7 +15,10 @@ class TimeMLP(nn.Module):
     """x (n, *shape), t (n,) -> (n, *shape) (``scalar=False``) or (n,) (``scalar=True``).
 
     h_0 = x; h_{k+1} = act(W_k h_k + V_k e(t)) for depth layers, e(t) the log-time embedding
-    passed through a small MLP; a zero-initialised linear read-out.
+    passed through a small MLP; a zero-initialised linear read-out. A vector output adds a
+    zero-initialised linear skip from x: at large t the target (for heat, the noise) is nearly
+    linear in x, which deep layers learn slowly in many dimensions (on digits it halved the
+    DSM loss at t = T after 600 steps).
     """
 
     def __init__(self, shape: tuple[int, ...], scalar: bool, width: int, depth: int, activation: str,

@@ -44,10 +44,19 @@ def _as_plugin(obj: object) -> object:
     return obj
 
 
+def _present(registry: Registry, plugin: object) -> bool:
+    """Already registered, e.g. through the entry point of the installed package under test."""
+    if isinstance(plugin, type) and issubclass(plugin, Plugin):
+        entry = registry.entries.get(plugin.kind, {}).get(plugin.name)
+        return entry is not None and entry.cls is plugin
+    return registry.pm.is_registered(plugin)
+
+
 @contextlib.contextmanager
 def registered(*plugins: object, registry: Registry | None = None, strict: bool = True) -> Iterator[Registry]:
     """Register plugin modules, hook-holding objects or bare plugin classes for the duration
     of a ``with`` block, in the process registry (or ``registry``); unregister them afterwards.
+    A plugin already registered (an installed package found through its entry point) is used as is.
 
     With ``strict`` (the default) a plugin that the host rejects (broken contract, taken name,
     a hook that raises) fails at once with the host's reason.
@@ -56,6 +65,8 @@ def registered(*plugins: object, registry: Registry | None = None, strict: bool 
     names: list[str] = []
     try:
         for plugin in plugins:
+            if _present(registry, plugin):
+                continue
             before = len(registry.problems)
             names.append(registry.add(_as_plugin(plugin)))
             new = registry.problems[before:]

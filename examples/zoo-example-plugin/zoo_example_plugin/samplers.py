@@ -7,6 +7,7 @@ from typing import ClassVar
 from torch import Tensor
 
 from zoo.contracts import Noise, ReverseProcess, Sampler
+from zoo.grids import GRIDS
 
 
 @dataclass(frozen=True)
@@ -19,8 +20,8 @@ class Ralston(Sampler):
     summary: ClassVar[str] = "Ralston's RK2 on the probability-flow ODE (order 2, 2 NFE/step)"
 
     def __post_init__(self) -> None:
-        if self.grid not in ("geometric", "uniform", "edm"):
-            self.fail(f"grid must be geometric, uniform or edm, got {self.grid!r}")
+        if self.grid not in GRIDS:
+            self.fail(f"grid must be one of {', '.join(GRIDS)}, got {self.grid!r}")
 
     def steps_for(self, nfe: int) -> int:
         return max(1, int(nfe) // 2)
