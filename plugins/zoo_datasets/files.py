@@ -36,8 +36,10 @@ class FileData(Dataset):
 
     def _read(self) -> np.ndarray:
         path = Path(self.path).expanduser()
-        if not path.is_file():
+        if not path.exists():
             self.fail(f"no such file: {self.path}")
+        if not path.is_file():
+            self.fail(f"{self.path} is not a file")
         unreadable = (OSError, ValueError, EOFError, zipfile.BadZipFile)  # ValueError: pickled objects
         try:
             loaded = np.load(path, allow_pickle=False)
