@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from zoo.bench import budget, make_sweep, plan, prepare_out
+from zoo.bench import budget, load_suite, make_sweep, plan, prepare_out
 from zoo.errors import ZooError
 from zoo.registry import get_registry
 
@@ -175,3 +175,40 @@ def test_budget_overrides_are_checked() -> None:
         budget("smoke").replace(nfes=[3])
     with pytest.raises(ZooError, match="reference"):
         budget("smoke").replace(reference="val")
+
+
+@pytest.mark.parametrize("name", ["toy", "digits", "cifar10"])
+def test_shipped_suites_make_sweeps(name: str) -> None:
+    suite = load_suite(Path(__file__).parent.parent / "benchmarks" / "suites" / f"{name}.toml")
+    registry = get_registry()
+    missing = [d for d in suite["datasets"] if d.split(":")[0] not in registry.names("dataset")]
+    if missing:
+        pytest.skip(f"data set plugin {missing[0]!r} is not installed")
+    b = budget(suite["budget"]).replace(**suite.get("overrides", {}))
+    if name == "cifar10":
+        assert (b.n, b.reference) == (50000, "train")  # the published protocol: 50k vs train statistics
+    try:
+        sweep = make_sweep(suite["plugins"], suite["datasets"], b)
+    except ZooError as exc:  # CIFAR-10 needs the user's data and Inception weights, never downloaded
+        if name == "cifar10" and ("not found" in str(exc) or "root" in str(exc)):
+            pytest.skip(str(exc))
+        raise
+    assert sweep.laws and plan(sweep)
+
+
+def test_bad_suite_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "s.toml"
+    path.write_text('plugins = ["heat"]\nbugdet = "small"\n')
+    with pytest.raises(ZooError, match="unknown key 'bugdet'"):
+        load_suite(path)
+
+
+def test_report_of_the_bench_folder(smoke, tmp_path: Path) -> None:
+    out = smoke[0]
+    done = zoo("report", str(out), "--out", str(tmp_path))
+    assert done.returncode == 0, done.stderr
+    page = (tmp_path / "leaderboard.html").read_text()
+    assert "<script" not in page and "<link" not in page and "MEMORISING" in page
+    assert page.count('src="data:image/png;base64,') >= 3
+    rows = json.loads((out / "results.json").read_text())
+    assert len((tmp_path / "results.csv").read_text().strip().splitlines()) == len(rows) + 1

@@ -117,7 +117,7 @@ def test_local_cluster_runs_each_job_in_a_fresh_reseeded_process(tmp_path, monke
     top = Path(__file__).parents[__name__.count(".")]
     env = tmp_path / "env.json"
     env.write_text(json.dumps({"env_vars": {"PYTHONPATH": str(top), "ZOO_TEST_MARK": "from-runtime-env"}}))
-    executor = get_registry().create("executor", f"ray:num_cpus=2:runtime_env={env}")
+    executor = get_registry().create("executor", f"ray:num_cpus=2:fresh_workers=true:runtime_env={env}")
     jobs = [{"seed": s} for s in (3, 1, 4, -1)]
 
     import ray
@@ -136,7 +136,7 @@ def test_local_cluster_runs_each_job_in_a_fresh_reseeded_process(tmp_path, monke
         assert r["loss"] == seeded_fit(job)["loss"]  # bitwise: the same numbers as a plain loop
         assert r["threads"] == 1 and r["mark"] == "from-runtime-env"
         assert r["pid"] != os.getpid()
-    assert len({r["pid"] for _, r in ok}) == 3  # max_calls=1: never a reused worker
+    assert len({r["pid"] for _, r in ok}) == 3  # fresh_workers: never a reused worker
 
 
 @pytest.fixture
@@ -158,7 +158,7 @@ def ray_head():
     finally:
         os.killpg(head.pid, signal.SIGTERM)
         try:
-            head.wait(5)
+            head.wait(3)
         except subprocess.TimeoutExpired:
             pass
         os.killpg(head.pid, signal.SIGKILL)  # the raylet and GCS can outlive a SIGTERM

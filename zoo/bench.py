@@ -10,6 +10,11 @@ Jobs run through an executor plugin (:class:`zoo.contracts.Executor`); only job 
 result dicts cross it. Artifacts go to ``OUT/runs/<id>/`` (spec.json, log, metrics.json,
 samples.npz, checkpoint); ``OUT/results.json`` (one row per sample job, in plan order, so every
 executor writes the same file) and ``OUT/floors.json`` are rewritten atomically after each run.
+
+An executor calls :func:`run_job` (module-level, so importable in any worker) on each job dict
+(``{"id", "spec", "after", "out"}``; ``out`` must be the same folder for every worker, a shared
+path on a cluster). Each run reseeds itself from its id, so rows do not depend on the executor:
+rows without their :data:`VOLATILE` keys are identical across engines.
 """
 from __future__ import annotations
 

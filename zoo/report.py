@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from zoo.errors import ZooError
+from zoo.io import writable_dir, write_text
 
 PRIMARY = ("fid", "w2", "energy", "sliced_w2", "mmd2")  # the first present ranks a data set
 SECONDARY = {  # shown beside the primary metric, by primary metric
@@ -99,6 +100,11 @@ class Entry:
 
     key: tuple
     rows: list[dict[str, Any]]
+    names: dict[str, str] = field(default_factory=dict)  # SPEC -> display label
+
+    def label(self, column: str) -> str:
+        spec = self.first[column]
+        return self.names.get(spec, short(spec))
 
     @property
     def first(self) -> dict[str, Any]:
@@ -132,7 +138,8 @@ def ranked(rows: list[dict[str, Any]]) -> tuple[str | None, list[Entry]]:
     for r in rows:
         if r["status"] == "ok":
             groups[tuple(r[k] for k in CONFIG)].append(r)
-    entries = [Entry(k, sorted(v, key=lambda r: r["seed"])) for k, v in groups.items()]
+    names = labels({r[c] for r in rows for c in ("law", "network", "sampler")})
+    entries = [Entry(k, sorted(v, key=lambda r: r["seed"]), names) for k, v in groups.items()]
     metric = primary_metric(rows)
     if metric is not None:
         sign = 1.0 if metric in LOWER_IS_BETTER else -1.0
@@ -155,9 +162,22 @@ def fmt(value: float | None, std: float | None = None) -> str:
 
 
 def short(spec: str) -> str:
-    """A SPEC without the options left at their defaults is too much to compute here: show the name
-    and, for stochastic samplers, nothing more (alpha has its own column)."""
+    """The plugin name of a SPEC (the full SPEC is in the protocol)."""
     return spec.split(":", 1)[0]
+
+
+def labels(specs: set[str], drop: tuple[str, ...] = ("alpha",)) -> dict[str, str]:
+    """Shortest unambiguous labels: the plugin name, plus the options that differ between SPECs
+    of the same name (``heat:t_min=1e-07`` beside ``heat:t_min=0.001``); ``drop``: shown elsewhere."""
+    from zoo.spec import Spec
+
+    parsed = {s: Spec.parse(s) for s in specs}
+    out = {}
+    for spec, p in parsed.items():
+        same = [q for q in parsed.values() if q.name == p.name]
+        differ = [k for k, v in p.options.items() if k not in drop and any(q.options.get(k) != v for q in same)]
+        out[spec] = ":".join([p.name, *(f"{k}={p.options[k]}" for k in differ)])
+    return out
 
 
 def _secondary(rows: list[dict[str, Any]], primary: str | None) -> list[str]:
@@ -174,7 +194,7 @@ def _table(entries: list[Entry], primary: str | None, secondary: list[str]) -> t
         mem = f"{fmt(e.mean(RATIO))} ({fmt(e.mean(RATIO_FLOOR))})"
         z = [_z(x["metrics"]) for x in e.rows]
         z = [v for v in z if v is not None]
-        body.append([str(i), short(r["law"]), short(r["network"]), short(r["sampler"]), f"{r['alpha']:g}",
+        body.append([str(i), e.label("law"), e.label("network"), e.label("sampler"), f"{r['alpha']:g}",
                      f"{e.nfe:g}", fmt(e.mean(primary), e.std(primary)) if primary else "-", mem,
                      fmt(float(np.mean(z)) if z else None), "MEMORISING" if e.flagged else "",
                      *[fmt(e.mean(m)) for m in secondary], str(len(e.rows))])
@@ -235,7 +255,7 @@ def _subplots(count: int, width: float = 4.2, height: float = 3.2) -> tuple[Any,
 def _fields(entries: list[Entry]) -> dict[tuple[str, str], list[Entry]]:
     out: dict[tuple[str, str], list[Entry]] = defaultdict(list)
     for e in entries:
-        out[(short(e.first["law"]), short(e.first["network"]))].append(e)
+        out[(e.label("law"), e.label("network"))].append(e)
     return dict(out)
 
 
@@ -248,7 +268,7 @@ def plot_nfe(entries: list[Entry], metric: str, floor: float | None) -> str | No
     for ax, ((law, net), part) in zip(axes, sorted(panels.items())):
         lines: dict[str, list[Entry]] = defaultdict(list)
         for e in part:
-            lines[f"{short(e.first['sampler'])} α={e.first['alpha']:g}"].append(e)
+            lines[f"{e.label('sampler')} α={e.first['alpha']:g}"].append(e)
         for label, es in sorted(lines.items()):
             es.sort(key=lambda e: e.nfe)
             ax.plot([e.nfe for e in es], [e.mean(metric) for e in es], "o-", label=label, ms=3)
@@ -267,7 +287,7 @@ def plot_alpha(entries: list[Entry], metric: str) -> str | None:
     lines: dict[str, list[Entry]] = defaultdict(list)
     for e in entries:
         r = e.first
-        lines[f"{short(r['law'])}/{short(r['network'])} {short(r['sampler'])} NFE {r['nfe_budget']}"].append(e)
+        lines[f"{e.label('law')}/{e.label('network')} {e.label('sampler')} NFE {r['nfe_budget']}"].append(e)
     lines = {k: v for k, v in lines.items() if len({e.first["alpha"] for e in v}) > 1}
     if not lines:
         return None
@@ -321,7 +341,7 @@ def plot_samples(entries: list[Entry], results: Results, floors: dict[str, Any] 
             ax.scatter(x[:, 0], x[:, j], s=2, alpha=0.6, label="generated")
             ax.set_aspect("equal", "datalim")
         flag = "  [MEMORISING]" if e.flagged else ""
-        ax.set_title(f"{short(r['law'])}/{short(r['network'])} {short(r['sampler'])} "
+        ax.set_title(f"{e.label('law')}/{e.label('network')} {e.label('sampler')} "
                      f"α={r['alpha']:g} NFE {e.nfe:g}{flag}", fontsize=8)
     return _png(fig)
 
@@ -341,7 +361,7 @@ def plot_memorisation(entries: list[Entry], results: Results, floors: dict[str, 
             ax.hist(held, bins=bins, alpha=0.6, density=True, label="held-out")
         ax.axvline(1 / 3, color="k", ls="--", lw=1)
         r = e.first
-        ax.set(title=f"{short(r['law'])}/{short(r['network'])} {short(r['sampler'])}", xlabel="d1 / d2")
+        ax.set(title=f"{e.label('law')}/{e.label('network')} {e.label('sampler')}", xlabel="d1 / d2")
         ax.title.set_fontsize(8)
         ax.legend(fontsize=7)
     return _png(fig)
@@ -426,7 +446,7 @@ def write_html(results: Results, path: Path) -> None:
             parts.append(f"<details><summary>{html.escape(label)}</summary>"
                          f"<pre>{html.escape(json.dumps(detail, indent=1, sort_keys=True))}</pre></details>")
     parts.append("</body></html>")
-    path.write_text("\n".join(parts))
+    write_text(path, "\n".join(parts))
 
 
 def write_md(results: Results, path: Path) -> None:
@@ -444,7 +464,7 @@ def write_md(results: Results, path: Path) -> None:
             out += [f"- {short(r['law'])} / {short(r['network'])} / {r['sampler']} / NFE {r['nfe_budget']} / "
                     f"seed {r['seed']}: {r['error']}" for r in failed]
             out.append("")
-    path.write_text("\n".join(out))
+    write_text(path, "\n".join(out))
 
 
 CSV_BASE = ("run", "dataset", "law", "network", "reference", "sampler", "alpha", "nfe", "nfe_budget", "seed",
@@ -454,21 +474,19 @@ CSV_PROTOCOL = ("n_generated", "n_reference", "reference_split", "training_steps
 
 def write_csv(results: Results, path: Path) -> None:
     names = sorted({k for r in results.rows for k in r["metrics"]})
-    with open(path, "w", newline="") as f:
-        w = csv.writer(f)
-        w.writerow([*CSV_BASE, *names, *CSV_PROTOCOL, "time_grid"])
-        for r in results.rows:
-            p = r.get("protocol", {})
-            grid = p.get("time_grid") or {}
-            w.writerow([*(r.get(k) for k in CSV_BASE), *(r["metrics"].get(m) for m in names),
-                        *(p.get(k) for k in CSV_PROTOCOL),
-                        f"{grid.get('kind')}:{grid.get('steps')}" if grid else ""])
+    f = io.StringIO(newline="")
+    w = csv.writer(f)
+    w.writerow([*CSV_BASE, *names, *CSV_PROTOCOL, "time_grid"])
+    for r in results.rows:
+        p = r.get("protocol", {})
+        grid = p.get("time_grid") or {}
+        w.writerow([*(r.get(k) for k in CSV_BASE), *(r["metrics"].get(m) for m in names),
+                    *(p.get(k) for k in CSV_PROTOCOL), f"{grid.get('kind')}:{grid.get('steps')}" if grid else ""])
+    write_text(path, f.getvalue())
 
 
 def write_report(dirs: list[str | Path], out: str | Path | None = None) -> list[Path]:
     """Write the three report files for the bench folders ``dirs`` into ``out`` (default: the first)."""
-    from zoo.io import writable_dir
-
     if not dirs:
         raise ZooError("zoo report needs at least one bench results folder")
     results = load(dirs)

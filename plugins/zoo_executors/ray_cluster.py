@@ -11,8 +11,9 @@ executor is built, so ``zoo plugins`` lists ``ray`` even where it is not install
   on the driver.
 
 A process already connected to Ray (``ray.init`` done) runs its jobs there.
-Every job runs in a fresh worker process (``max_calls=1``) with ``cpus_per_job`` torch threads;
-the job function reseeds itself from its spec, so rows equal the ``local`` executor's.
+Every job runs in a worker process (never the caller) with ``cpus_per_job`` torch threads; Ray
+reuses idle workers as ``local`` reuses its pool, and the job function reseeds itself from its
+spec, so rows equal the ``local`` executor's.
 Only job dicts and small result dicts cross the cluster: artifacts are written by the workers
 under the bench's output folder, which must be a path shared by every node.
 """
@@ -33,8 +34,6 @@ from typing import Any, Callable, ClassVar, Iterator
 import zoo
 from zoo.contracts import Executor
 from zoo.errors import ZooError
-
-LOOPBACK = "127.0.0.1"
 
 
 def _run(fn: Callable[[dict], dict], job: dict, threads: int) -> dict:
@@ -135,7 +134,9 @@ class RayCluster(Executor):
     or auto: join a running one), ``num_cpus`` (size of a local cluster; 0: every core),
     ``cpus_per_job`` / ``gpus_per_job`` (resources each task reserves), ``runtime_env``
     (a JSON file holding a Ray runtime environment for the workers, e.g. ``{"env_vars": {...}}``),
-    ``timeout`` (seconds to wait for an address to answer).
+    ``fresh_workers`` (a new worker process for every job: isolates jobs that leak memory or
+    global state, at the price of a Python and torch start each), ``timeout`` (seconds to wait
+    for an address to answer).
     """
 
     name: ClassVar[str] = "ray"
@@ -146,6 +147,7 @@ class RayCluster(Executor):
     cpus_per_job: int = 1
     gpus_per_job: float = 0.0
     runtime_env: str | None = None
+    fresh_workers: bool = False
     timeout: float = 5.0
 
     def __post_init__(self) -> None:
@@ -223,8 +225,8 @@ class RayCluster(Executor):
         started = not ray.is_initialized()  # else: run on the caller's connection, and keep it
         if started:
             self._connect(ray)
-        # max_calls=1: every job gets a fresh worker process
-        task = ray.remote(max_calls=1, num_cpus=self.cpus_per_job, num_gpus=self.gpus_per_job)(_run)
+        options = {"max_calls": 1} if self.fresh_workers else {}  # else Ray reuses idle workers, as `local` does
+        task = ray.remote(num_cpus=self.cpus_per_job, num_gpus=self.gpus_per_job, **options)(_run)
         pending = {task.remote(fn, job, self.cpus_per_job): job for job in jobs}
         try:
             while pending:

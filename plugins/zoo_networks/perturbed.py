@@ -30,17 +30,17 @@ import zoo
 from zoo.contracts import Barenblatt, Dataset, Field, Law, Network, seeded_generator
 from zoo.errors import ZooError
 
-KINDS = ("gradient", "vector")
+ERRORS = ("gradient", "vector")
 NODES = 24  # times at which c(t) and sigma(t) are estimated (geometric, as the sampling grid)
 POINTS = 4096  # samples of rho_t per node: about 1 % relative error on c(t)
 
 
 def interp(t: Tensor, nodes: Tensor, values: Tensor) -> Tensor:
-    """Piecewise-linear interpolation in log t, constant beyond the nodes; t (n,), nodes, values (K,)."""
+    """Piecewise-linear interpolation in log t, constant beyond the nodes: t (n,), nodes (K,), values (K, c) -> (n, c)."""
     lt = torch.log(t.double().clamp_min(1e-300))
     i = torch.searchsorted(nodes, lt).clamp(1, len(nodes) - 1)
     lo, hi = nodes[i - 1], nodes[i]
-    w = ((lt - lo) / (hi - lo)).clamp(0.0, 1.0)
+    w = ((lt - lo) / (hi - lo)).clamp(0.0, 1.0)[:, None]
     return values[i - 1] + w * (values[i] - values[i - 1])
 
 
@@ -85,26 +85,18 @@ class RandomFeatures(torch.nn.Module):
 class PerturbedField(Field):
     """grad p + eps c(t) e(x, t) (one NFE per call); pressure p + eps c(t) phi for gradient errors."""
 
-    def __init__(self, exact: Field, features: RandomFeatures, eps: float,
-                 log_t: Tensor, log_scale: Tensor, log_sigma: Tensor) -> None:
+    def __init__(self, exact: Field, features: RandomFeatures, eps: float, log_t: Tensor, logs: Tensor) -> None:
         super().__init__()
         self.exact = exact
         self.features = features
         self.eps = eps
-        self.register_buffer("log_t", log_t)  # (K,) increasing
-        self.register_buffer("log_scale", log_scale)  # (K,) log c(t)
-        self.register_buffer("log_sigma", log_sigma)  # (K,) log sigma(t)
+        self.register_buffer("log_t", log_t)  # (K,) increasing node times
+        self.register_buffer("logs", logs)  # (K, 2): log c(t), log sigma(t) at the nodes
 
     def _coords(self, x: Tensor, t: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """y = x / sigma(t) (n, D), sigma(t) (n, 1), eps c(t) (n, 1), all float64."""
-        sigma = torch.exp(interp(t, self.log_t, self.log_sigma))[:, None]
-        size = self.eps * torch.exp(interp(t, self.log_t, self.log_scale))[:, None]
-        return x.reshape(x.shape[0], -1).double() / sigma, sigma, size
-
-    def error(self, x: Tensor, t: Tensor) -> Tensor:
-        """The unscaled error e(x, t) (n, *shape), float64; x (n, *shape), t (n,)."""
-        y, sigma, _ = self._coords(x, t)
-        return self.features.error(y, sigma).reshape(x.shape)
+        scale, sigma = torch.exp(interp(t, self.log_t, self.logs)).split(1, dim=1)
+        return x.reshape(x.shape[0], -1).double() / sigma, sigma, self.eps * scale
 
     def grad_p(self, x: Tensor, t: Tensor) -> Tensor:
         self.nfe += 1
@@ -125,7 +117,7 @@ class PerturbedField(Field):
 class Perturbed(Network):
     """The law's exact field plus a seeded smooth error of relative L2(rho_t) size ``eps`` at every t.
 
-    Options: ``eps`` >= 0; ``seed`` (which error); ``kind``: ``gradient`` (error = grad of a random
+    Options: ``eps`` >= 0; ``seed`` (which error); ``error``: ``gradient`` (error = grad of a random
     potential, the pressure perturbed consistently) or ``vector`` (any smooth field, exact pressure);
     ``features``: random Fourier features J; ``freq``: their frequency scale in units of the data's
     rms scale at time t (larger: rougher error).
@@ -137,15 +129,15 @@ class Perturbed(Network):
 
     eps: float = 0.1
     seed: int = 0
-    kind: str = "gradient"
+    error: str = "gradient"
     features: int = 16
     freq: float = 1.0
 
     def __post_init__(self) -> None:
         if not (self.eps >= 0 and math.isfinite(self.eps)):
             self.fail(f"eps must be a finite number >= 0, got {self.eps}")
-        if self.kind not in KINDS:
-            self.fail(f"kind must be one of {', '.join(KINDS)}, got {self.kind!r}")
+        if self.error not in ERRORS:
+            self.fail(f"error must be one of {', '.join(ERRORS)}, got {self.error!r}")
         if self.features < 1:
             self.fail(f"features must be at least 1, got {self.features}")
         if not (self.freq > 0 and math.isfinite(self.freq)):
@@ -159,22 +151,21 @@ class Perturbed(Network):
         exact = law.exact_field(dataset.exact)
         train = dataset.train().double()
         n, shape = train.shape[0], tuple(train.shape[1:])
-        features = RandomFeatures(math.prod(shape), self.features, self.freq, self.kind, seeded_generator(self.seed, 0))
+        features = RandomFeatures(math.prod(shape), self.features, self.freq, self.error, seeded_generator(self.seed, 0))
         gen = seeded_generator(self.seed, 1)
         x0 = train[torch.randint(n, (POINTS,), generator=gen)]  # exact draws of rho_0, resampled
         z = torch.randn(x0.shape, generator=gen, dtype=torch.float64)
         times = law.time_grid(NODES - 1).double().flip(0)  # increasing t_min .. T
-        log_scale, log_sigma = [], []
+        logs = []
         for t in times.tolist():
             x = forward_marginal(law, dataset, x0, z, t)
             tt = torch.full((POINTS,), t, dtype=torch.float64)
             sigma = x.flatten(1).square().mean().sqrt()
             e = features.error(x.flatten(1) / sigma, sigma.expand(POINTS, 1))
             g = exact.grad_p(x, tt).double().flatten(1)
-            log_scale.append(0.5 * torch.log(g.square().sum(1).mean() / e.square().sum(1).mean()))
-            log_sigma.append(torch.log(sigma))
+            logs.append(torch.stack([0.5 * torch.log(g.square().sum(1).mean() / e.square().sum(1).mean()), sigma.log()]))
         exact.nfe = 0
-        return PerturbedField(exact, features, float(self.eps), times.log(), torch.stack(log_scale), torch.stack(log_sigma))
+        return PerturbedField(exact, features, float(self.eps), times.log(), torch.stack(logs))
 
 
 @zoo.hookimpl
