@@ -129,7 +129,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0, help="sampling seed (the same for every eps)")
     parser.add_argument("--error-seed", type=int, default=0, help="which smooth error")
     parser.add_argument("--error", default="gradient", help="error kind: gradient or vector")
-    parser.add_argument("--fit-max", type=float, default=0.3, help="largest eps in the slope fits")
+    parser.add_argument("--fit-max", type=float, default=0.1, help="largest eps in the slope fits")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (small kernels: 1 is fastest)")
     args = parser.parse_args()
     args.eps = sorted(float(e) for e in args.eps.split(","))

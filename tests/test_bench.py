@@ -5,6 +5,7 @@ real sampling, real metrics.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -18,6 +19,7 @@ import pytest
 from zoo.bench import budget, load_suite, make_sweep, plan, prepare_out
 from zoo.errors import ZooError
 from zoo.registry import get_registry
+from zoo.report import write_report
 
 DATA = "gmm8:n_train=1000:n_test=500"
 
@@ -48,7 +50,8 @@ def smoke(tmp_path_factory) -> tuple[Path, dict, dict, subprocess.CompletedProce
             assert proc.poll() is None, "the bench ended before it could be killed"
             time.sleep(0.05)
     finally:
-        os.killpg(proc.pid, signal.SIGKILL)  # the bench and its worker processes
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)  # the bench and its worker processes
         proc.wait()
     before = {r["run"]: r for r in _rows(out / "results.json") if r["status"] == "ok"}
     stamps = {run: (out / "runs" / run / "samples.npz").stat().st_mtime_ns for run in before}
@@ -205,10 +208,46 @@ def test_bad_suite_is_refused(tmp_path: Path) -> None:
 
 def test_report_of_the_bench_folder(smoke, tmp_path: Path) -> None:
     out = smoke[0]
-    done = zoo("report", str(out), "--out", str(tmp_path))
-    assert done.returncode == 0, done.stderr
+    write_report([out], tmp_path)
     page = (tmp_path / "leaderboard.html").read_text()
     assert "<script" not in page and "<link" not in page and "MEMORISING" in page
     assert page.count('src="data:image/png;base64,') >= 3
     rows = json.loads((out / "results.json").read_text())
     assert len((tmp_path / "results.csv").read_text().strip().splitlines()) == len(rows) + 1
+
+
+EXPLODING = '''
+from dataclasses import dataclass
+import zoo
+from zoo.contracts import Sampler
+
+
+@dataclass(frozen=True)
+class Exploding(Sampler):
+    name = "exploding"
+    summary = "a sampler whose output overflows"
+
+    def sample(self, process, x, grid, noise):
+        process.ode_drift(x, float(grid[0]))
+        return x * float("inf")
+
+
+@zoo.hookimpl
+def zoo_register_samplers(register):
+    register(Exploding)
+'''
+
+
+def test_a_failed_run_is_recorded_and_the_rest_goes_on(tmp_path: Path) -> None:
+    plugins = tmp_path / "plugins"
+    plugins.mkdir()
+    (plugins / "exploding.py").write_text(EXPLODING)
+    out = tmp_path / "out"
+    done = zoo("--plugins-dir", str(plugins), "bench", "--plugins", "heat,network/exact,exploding,euler",
+               "--budget", "smoke", "--dataset", DATA, "--out", str(out), "--no-report")
+    assert done.returncode == 0, done.stderr
+    rows = _rows(out / "results.json")
+    failed = [r for r in rows if r["status"] == "failed"]
+    assert {r["sampler"].split(":")[0] for r in failed} == {"exploding"} and len(failed) == 4  # 2 fields x 2 NFE
+    assert all("non-finite" in r["error"] for r in failed)
+    assert len(rows) - len(failed) == 4 and "4 of 8 runs failed" in done.stderr

@@ -192,7 +192,7 @@ def make_sweep(plugins: list[str], datasets: list[str], budget: Budget, device: 
             raise ZooError(f"plugin name {name!r} is ambiguous: it names a {' and a '.join(kinds)}; "
                            f"write {' or '.join(f'{k}/{name}' for k in kinds)}")
         if kinds[0] not in chosen:
-            raise ZooError(f"{name!r} is a {kinds[0]}: pass it with --{kinds[0]}" if kinds[0] != "dataset"
+            raise ZooError(f"{name!r} is an executor: pass it with --executor" if kinds[0] == "executor"
                            else f"{name!r} is a data set: pass it with --dataset")
         chosen[kinds[0]].append(registry.create(kinds[0], text).spec)
     laws = chosen["law"]

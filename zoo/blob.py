@@ -14,6 +14,11 @@ Kernel: both passes over the N^2 pairs are one augmented matrix product giving t
 an in-place exponential and one product with [1, z]; the row shifts that keep everything in
 float32 are known in closed form (the self-pair gives the pass-1 maximum; pass 2 is shifted by
 beta_i), so no row reduction and no N x N temporary are needed: memory is O(N x chunk).
+
+Limit: the mollified density phi_e * mu_N has second moment (particles') + d e^2. Where d e^2
+is not small against the stationary state's second moment (high d with few particles, e.g.
+d = 64, N = 1797, where e ~ the spacing ~ 4), the particles cannot represent the flow: they
+contract towards the centre instead of relaxing to rho_inf.
 """
 from __future__ import annotations
 
@@ -110,7 +115,8 @@ def velocity(x: Tensor, energy: Energy, eps: float, chunk: int | None = None,
     log_rho = log_cw + torch.log(s1[:, 0])
     beta = energy.log_weight(log_rho) + log_cw  # log(c w G'(rho~_j))
     shift = beta - beta.mean()
-    # pass 2: exponent -|z_i - z_j|^2/2 + beta_j - beta_i, bounded by about log N (see module doc)
+    # pass 2: exponent -|z_i - z_j|^2/2 + beta_j - beta_i <= |m - 2| log N for PME, since every
+    # rho~ lies in [c w, c] (the self-pair alone, all the mass within reach); 0 on the diagonal
     s2 = _pass(torch.cat([z, -half_sq - shift[:, None], one], 1).to(dtype),
                torch.cat([z, one, -half_sq + shift[:, None]], 1).to(dtype), v, chunk).double()
     s = s1 + s2

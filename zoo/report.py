@@ -341,7 +341,7 @@ def plot_samples(entries: list[Entry], results: Results, floors: dict[str, Any] 
             ax.scatter(x[:, 0], x[:, j], s=2, alpha=0.6, label="generated")
             ax.set_aspect("equal", "datalim")
         flag = "  [MEMORISING]" if e.flagged else ""
-        ax.set_title(f"{e.label('law')}/{e.label('network')} {e.label('sampler')} "
+        ax.set_title(f"{e.label('law')} / {e.label('network')}\n{e.label('sampler')} "
                      f"α={r['alpha']:g} NFE {e.nfe:g}{flag}", fontsize=8)
     return _png(fig)
 
@@ -361,7 +361,7 @@ def plot_memorisation(entries: list[Entry], results: Results, floors: dict[str, 
             ax.hist(held, bins=bins, alpha=0.6, density=True, label="held-out")
         ax.axvline(1 / 3, color="k", ls="--", lw=1)
         r = e.first
-        ax.set(title=f"{e.label('law')}/{e.label('network')} {e.label('sampler')}", xlabel="d1 / d2")
+        ax.set(title=f"{e.label('law')} / {e.label('network')}\n{e.label('sampler')}", xlabel="d1 / d2")
         ax.title.set_fontsize(8)
         ax.legend(fontsize=7)
     return _png(fig)

@@ -2,9 +2,10 @@
 
     grad p_eps(x, t) = grad p(x, t) + eps c(t) e(x, t),   c(t) = |grad p|_{L2(rho_t)} / |e|_{L2(rho_t)},
 
-so eps is the relative L2(rho_t) error of grad p at every t. The error e is a sum of random
-Fourier features (Rahimi & Recht 2007) of the coordinates y = x / sigma(t), sigma(t) the rms
-per-coordinate scale of rho_t, so it has the same shape relative to the data at every time:
+so eps is the relative L2(rho_t) error of grad p (the part a network learns; u = -grad p - x) at
+every t. The error e is a sum of J random Fourier features (Rahimi & Recht 2007) of the coordinates
+y = x / sigma(t), sigma(t) the rms per-coordinate scale of rho_t, so it has the same shape relative
+to the data at every time. The option ``error`` picks its form:
 
 * ``gradient`` (default): e = grad phi, phi(x, t) = sqrt(2/J) sum_j a_j cos(w_j . y + b_j). The error
   stays a pressure gradient, as that of a scalar pressure network, and the pressure is perturbed

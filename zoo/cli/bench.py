@@ -10,7 +10,8 @@ from zoo.spec import split_list
 @click.command("bench")
 @click.option("--plugins", "plugins", multiple=True, metavar="LIST",
               help="Laws, networks, samplers, metrics to compare (comma-separated SPECs, repeatable, "
-                   "e.g. heat,pme:m=3,heun). Kinds left out use their defaults.")
+                   "e.g. heat,pme:m=3,heun; KIND/NAME where two kinds share a name). Kinds left out use their "
+                   "defaults.")
 @click.option("--dataset", "datasets", multiple=True, metavar="SPEC", help="Data set(s) (repeatable; default gmm8).")
 @click.option("--budget", "budget_name", default=None, help="smoke | small | full (default small).")
 @click.option("--executor", default=None, metavar="SPEC", help="Executor plugin (default local; e.g. local:workers=2).")
