@@ -86,7 +86,7 @@ def run_case(case: str, args: argparse.Namespace) -> dict:
             start = time.perf_counter()
             out = generate(law, field, sampler, n=args.n, nfe=args.nfe, shape=dataset.shape, seed=args.seed)
             energy = energy_distance(out.samples, reference)
-            base.setdefault(sampler_spec, out.samples)  # the smallest eps (0) comes first
+            base.setdefault(sampler_spec, out.samples)  # eps = 0 comes first
             rows.append({"eps": eps, "eps_measured": measured, "sampler": sampler_spec, "spec": sampler.spec,
                          "nfe": out.nfe, "energy": energy, "excess": energy - floor,
                          "shift": paired_energy(out.samples, base[sampler_spec]),
@@ -132,9 +132,9 @@ def main() -> None:
     parser.add_argument("--fit-max", type=float, default=0.1, help="largest eps in the slope fits")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (small kernels: 1 is fastest)")
     args = parser.parse_args()
-    args.eps = sorted(float(e) for e in args.eps.split(","))
+    args.eps = sorted({0.0, *(float(e) for e in args.eps.split(","))})  # eps = 0: the base of the shifts
     torch.set_num_threads(args.threads)
-    results = {"args": {k: v for k, v in vars(args).items()}}
+    results = {"args": vars(args)}
     for case in args.cases.split(","):
         results[case] = run_case(case, args)
         print_case(case, results[case])

@@ -37,7 +37,9 @@ POINTS = 4096  # samples of rho_t per node: about 1 % relative error on c(t)
 
 
 def interp(t: Tensor, nodes: Tensor, values: Tensor) -> Tensor:
-    """Piecewise-linear interpolation in log t, constant beyond the nodes: t (n,), nodes (K,), values (K, c) -> (n, c)."""
+    """Piecewise-linear interpolation in log t, constant beyond the nodes.
+
+    t (n,), nodes (K,) increasing log-times, values (K, c) -> (n, c)."""
     lt = torch.log(t.double().clamp_min(1e-300))
     i = torch.searchsorted(nodes, lt).clamp(1, len(nodes) - 1)
     lo, hi = nodes[i - 1], nodes[i]
@@ -152,7 +154,8 @@ class Perturbed(Network):
         exact = law.exact_field(dataset.exact)
         train = dataset.train().double()
         n, shape = train.shape[0], tuple(train.shape[1:])
-        features = RandomFeatures(math.prod(shape), self.features, self.freq, self.error, seeded_generator(self.seed, 0))
+        features = RandomFeatures(math.prod(shape), self.features, self.freq, self.error,
+                                  seeded_generator(self.seed, 0))
         gen = seeded_generator(self.seed, 1)
         x0 = train[torch.randint(n, (POINTS,), generator=gen)]  # exact draws of rho_0, resampled
         z = torch.randn(x0.shape, generator=gen, dtype=torch.float64)
@@ -164,7 +167,8 @@ class Perturbed(Network):
             sigma = x.flatten(1).square().mean().sqrt()
             e = features.error(x.flatten(1) / sigma, sigma.expand(POINTS, 1))
             g = exact.grad_p(x, tt).double().flatten(1)
-            logs.append(torch.stack([0.5 * torch.log(g.square().sum(1).mean() / e.square().sum(1).mean()), sigma.log()]))
+            ratio = g.square().sum(1).mean() / e.square().sum(1).mean()
+            logs.append(torch.stack([0.5 * ratio.log(), sigma.log()]))
         exact.nfe = 0
         return PerturbedField(exact, features, float(self.eps), times.log(), torch.stack(logs))
 
