@@ -105,7 +105,14 @@ class BadLaws(Sampler):
     laws: ClassVar = "heat"
 
 
+@dataclass(frozen=True)
+class ShadowsKind(Sampler):
+    name: ClassVar[str] = "shadows-kind"
+    kind: str = "gradient"  # would turn every message's "sampler" into "gradient"
+
+
 @pytest.mark.parametrize("cls, reason", [
+    (ShadowsKind, "option 'kind' would hide the contract's attribute"),
     (BadName, "a non-empty string without ':'"),
     (Undecorated, "Undecorated must be decorated with @dataclass(frozen=True)"),
     (Unnamed, "needs a class attribute `name`"),

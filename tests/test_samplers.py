@@ -133,9 +133,9 @@ def test_samples_do_not_depend_on_the_batch(problem, spec):
 
 
 def test_em_schedule_is_linear_in_t():
-    alpha = EulerMaruyama(alpha=0.8, schedule="linear").strength(5.0)
+    alpha = EulerMaruyama(alpha=0.8, schedule="linear").strength(Heat(T=5.0))
     assert alpha(5.0) == pytest.approx(0.8) and alpha(2.5) == pytest.approx(0.4) and alpha(0.0) == 0.0
-    assert EulerMaruyama(alpha=0.8).strength(5.0) == 0.8
+    assert EulerMaruyama(alpha=0.8).strength(Heat(T=5.0)) == 0.8
 
 
 @pytest.mark.parametrize("spec, message", [

@@ -94,11 +94,13 @@ def _pass(a: Tensor, b: Tensor, v: Tensor, chunk: int) -> Tensor:
 
 
 def velocity(x: Tensor, energy: Energy, eps: float, chunk: int | None = None,
-             dtype: torch.dtype = torch.float32) -> tuple[Tensor, Tensor]:
+             dtype: torch.dtype = torch.float32, scaled: bool = False) -> tuple[Tensor, Tensor]:
     """Blob velocity u (N, d) and log rho~ (N,) (float64) of particles x (N, d).
 
     The N^2 work runs in ``dtype`` (float32 by default) on x's device, in row chunks of
     ``chunk`` (default: blocks of about 2 MiB, which stay in cache between the three ops).
+    ``scaled``: the width is e = c s(x), s the particles' RMS radius (see :func:`flow`), and u
+    includes the term -(e dE/de) (x_i - mean x)/s^2 of differentiating E(x, e(x)).
     """
     n, d = x.shape
     if chunk is None:
@@ -107,10 +109,11 @@ def velocity(x: Tensor, energy: Energy, eps: float, chunk: int | None = None,
     z = (x64 - x64.mean(0)) / eps  # distances are translation invariant; centring saves digits
     half_sq = 0.5 * (z * z).sum(1, keepdim=True)
     one = torch.ones_like(half_sq)
-    v = torch.cat([one, z], 1).to(dtype)
+    v = torch.cat([one, z], 1)
     # pass 1: exponent -|z_i - z_j|^2/2 <= 0, the self-pair gives the row maximum 0
-    s1 = _pass(torch.cat([z, -half_sq, one], 1).to(dtype), torch.cat([z, one, -half_sq], 1).to(dtype), v, chunk)
-    s1 = s1.double()
+    v1 = torch.cat([v, 2 * half_sq], 1) if scaled else v  # |z_j|^2 for sum_j phi |z_i - z_j|^2
+    s1 = _pass(torch.cat([z, -half_sq, one], 1).to(dtype), torch.cat([z, one, -half_sq], 1).to(dtype),
+               v1.to(dtype), chunk).double()
     log_cw = -0.5 * d * math.log(2 * math.pi * eps * eps) - math.log(n)  # log of phi_e's constant times w
     log_rho = log_cw + torch.log(s1[:, 0])
     beta = energy.log_weight(log_rho) + log_cw  # log(c w G'(rho~_j))
@@ -118,9 +121,14 @@ def velocity(x: Tensor, energy: Energy, eps: float, chunk: int | None = None,
     # pass 2: exponent -|z_i - z_j|^2/2 + beta_j - beta_i <= |m - 2| log N for PME, since every
     # rho~ lies in [c w, c] (the self-pair alone, all the mass within reach); 0 on the diagonal
     s2 = _pass(torch.cat([z, -half_sq - shift[:, None], one], 1).to(dtype),
-               torch.cat([z, one, -half_sq + shift[:, None]], 1).to(dtype), v, chunk).double()
-    s = s1 + s2
+               torch.cat([z, one, -half_sq + shift[:, None]], 1).to(dtype), v.to(dtype), chunk).double()
+    s = s1[:, :d + 1] + s2
     u = torch.exp(beta)[:, None] / eps * (z * s[:, :1] - s[:, 1:]) - x64
+    if scaled:
+        # e d(rho~_i)/de = rho~_i (<|z_i - z_j|^2>_i - d), <.>_i the phi-weighted mean over j
+        mean_sq = 2 * half_sq[:, 0] - 2 * (z * s1[:, 1:d + 1]).sum(1) / s1[:, 0] + s1[:, d + 1] / s1[:, 0]
+        e_de = (torch.exp(beta - log_cw + log_rho) * (mean_sq - d)).mean()  # e dE/de, E = mean G(rho~)
+        u = u - e_de * z / (eps * (z * z).sum(1).mean())  # z/(e mean abs(z)^2) = (x - mean x)/s^2
     return u.to(x.dtype), log_rho
 
 
@@ -132,38 +140,76 @@ class Snapshot:
     log_rho: Tensor  # (N,) log of the mollified density rho~ at the particles
 
 
-def flow(x0: Tensor, energy: Energy, times: Tensor, *, eps: float | None = None, cfl: float = 0.5,
-         max_dt: float = 0.05, chunk: int | None = None,
+def rms_radius(x: Tensor) -> float:
+    """s(x) = sqrt(mean |x_i - mean x|^2) of particles x (N, d): the scale of a scaled width."""
+    return float((x - x.mean(0)).square().sum(1).mean().sqrt())
+
+
+def calibrate_scale(x_inf: Tensor, energy: Energy, lo: float = 0.01, hi: float = 1.0, iters: int = 30) -> float:
+    """The c of the scaled width e = c s(x) that makes draws x_inf (N, d) of the stationary law
+    stationary for the blob flow in the mean: the virial mean x.u = 0 (x centred). The first
+    crossing from small c (virial > 0: mass pushed out) by bisection on log c."""
+    x = x_inf.reshape(x_inf.shape[0], -1).double()
+    x = x - x.mean(0)
+
+    def virial(c: float) -> float:
+        u, _ = velocity(x, energy, c * rms_radius(x), scaled=True)
+        return float((x * u).sum(1).mean())
+
+    grid = torch.logspace(math.log10(lo), math.log10(hi), 9).tolist()
+    values = [virial(c) for c in grid]
+    cross = next((i for i in range(8) if values[i] > 0 >= values[i + 1]), None)
+    if cross is None:
+        raise ZooError(f"cannot calibrate the mollifier width: no scale in [{lo:g}, {hi:g}] makes the stationary law stationary")
+    a, b = math.log(grid[cross]), math.log(grid[cross + 1])
+    for _ in range(iters):
+        mid = 0.5 * (a + b)
+        a, b = (mid, b) if virial(math.exp(mid)) > 0 else (a, mid)
+    return math.exp(0.5 * (a + b))
+
+
+def flow(x0: Tensor, energy: Energy, times: Tensor, *, eps: float | None = None, scale: float | None = None,
+         cfl: float = 0.5, max_dt: float = 0.05, chunk: int | None = None,
          progress: Callable[[float], None] | None = None) -> Iterator[Snapshot]:
     """Blob flow of particles x0 (N, *shape) through increasing ``times`` (K,), explicit in time.
 
     Yields one Snapshot (positions flattened to (N, d)) at each requested time, the first
     one may be t = 0. Steps obey dt <= cfl e^2 / max P'(rho~) (MATH.md section 5), so they
     are finest near t = 0 where densities are largest, and never cross a requested time.
+
+    Width: ``eps`` fixed (none: :func:`default_eps` of x0), or with ``scale`` = c the scaled
+    width e(t) = c s(x_t), s the particles' RMS radius, and the flow is the gradient flow of
+    E(x, e(x)). Blob and PME velocities are then covariant under dilations, and the relaxing
+    Barenblatt is a dilation: with c from :func:`calibrate_scale` the particles follow it in
+    any dimension, where a fixed width (about the spacing, large in high d) smears the
+    density so much that the pressure barely varies and the particles collapse.
     """
     x = x0.reshape(x0.shape[0], -1).to(torch.float64).clone()
     times = torch.as_tensor(times, dtype=torch.float64)
     if times.ndim != 1 or len(times) == 0 or bool((times[1:] <= times[:-1]).any()) or float(times[0]) < 0:
         raise ZooError("flow times must be a non-empty increasing list of times >= 0")
-    eps = default_eps(x) if eps is None else float(eps)
+    width = (lambda y: scale * rms_radius(y)) if scale is not None else (lambda y, e=default_eps(x) if eps is None else float(eps): e)
     t = 0.0
-    u, log_rho = _checked_velocity(x, energy, eps, chunk, t)
+    e = width(x)
+    u, log_rho = _checked_velocity(x, energy, e, chunk, t, scale is not None)
     for target in times.tolist():
         while t < target - 1e-12:
-            stable = cfl * eps * eps / float(energy.diffusivity(log_rho).max())
+            stable = cfl * e * e / float(energy.diffusivity(log_rho).max())
             dt = min(stable, max_dt, target - t)
             # exponential Euler: the confinement -x exactly, the diffusion part r = u + x frozen
             decay = math.exp(-dt)
             x = decay * x + (1.0 - decay) * (u + x)
             t = target if target - t - dt < 1e-12 else t + dt
-            u, log_rho = _checked_velocity(x, energy, eps, chunk, t)
+            e = width(x)
+            u, log_rho = _checked_velocity(x, energy, e, chunk, t, scale is not None)
             if progress is not None:
                 progress(t)
         yield Snapshot(t, x.clone(), u, log_rho)
 
 
-def _checked_velocity(x: Tensor, energy: Energy, eps: float, chunk: int | None, t: float) -> tuple[Tensor, Tensor]:
-    u, log_rho = velocity(x, energy, eps, chunk)
+def _checked_velocity(x: Tensor, energy: Energy, eps: float, chunk: int | None, t: float,
+                      scaled: bool) -> tuple[Tensor, Tensor]:
+    u, log_rho = velocity(x, energy, eps, chunk, scaled=scaled)
     if not (torch.isfinite(u).all() and torch.isfinite(log_rho).all()):
         raise ZooError(f"the blob flow became non-finite at t = {t:.4g} "
                        f"(mollifier width {eps:.3g}: try a larger one)")

@@ -144,6 +144,10 @@ class Field(nn.Module):
         """x (n, *shape), t (n,) -> p (n,). Needed by stochastic samplers of nonlinear laws."""
         raise ZooError(f"{type(self).__name__} gives no pressure; train a scalar pressure network")
 
+    def grad_p_and_pressure(self, x: Tensor, t: Tensor) -> tuple[Tensor, Tensor]:
+        """Both at once; override where one network evaluation gives both (one NFE then)."""
+        return self.grad_p(x, t), self.pressure(x, t)
+
     def velocity(self, x: Tensor, t: Tensor) -> Tensor:
         return -self.grad_p(x, t) - x
 
@@ -228,13 +232,36 @@ class ReverseProcess:
             t = torch.full((y.shape[0],), float(t), dtype=y.dtype, device=y.device)
         return self.field.grad_p(y, t) + y
 
-    def noise_std(self, y: Tensor, t: float) -> Tensor:
-        """sqrt(2 alpha P(rho)/rho) at (y, t): shape (n,) broadcastable over y's trailing dims."""
+    def sde_terms(self, y: Tensor, t: float) -> tuple[Tensor, Tensor]:
+        """(drift (n, *shape), noise std sqrt(2 alpha P(rho)/rho) (n,)) at forward time t.
+
+        One NFE where the field gives grad p and p from one evaluation (pressure networks):
+        the law asks for the pressure only if its noise needs it (not heat's: P/rho = 1).
+        """
         a = self.alpha(t)
-        if a == 0.0:
-            return torch.zeros(y.shape[0], dtype=y.dtype, device=y.device)
         tt = torch.full((y.shape[0],), float(t), dtype=y.dtype, device=y.device)
-        return torch.sqrt(2.0 * a * self.law.pressure_ratio(self.field, y, tt).clamp_min(0.0))
+        if a == 0.0:
+            return self.field.grad_p(y, tt) + y, torch.zeros(y.shape[0], dtype=y.dtype, device=y.device)
+        joint = _JointEvaluation(self.field)
+        ratio = self.law.pressure_ratio(joint, y, tt)
+        g = joint.grad if joint.grad is not None else self.field.grad_p(y, tt)
+        return (1.0 + a) * g + y, torch.sqrt(2.0 * a * ratio.clamp_min(0.0))
+
+
+class _JointEvaluation(Field):
+    """Hands a law the pressure of a field while keeping the grad p of the same evaluation."""
+
+    def __init__(self, field: Field) -> None:
+        super().__init__()
+        self.field = field
+        self.grad: Tensor | None = None
+
+    def grad_p(self, x: Tensor, t: Tensor) -> Tensor:
+        return self.field.grad_p(x, t)
+
+    def pressure(self, x: Tensor, t: Tensor) -> Tensor:
+        self.grad, p = self.field.grad_p_and_pressure(x, t)
+        return p
 
 
 @dataclass(frozen=True)
@@ -343,12 +370,13 @@ class Sampler(Plugin):
     stochastic: ClassVar[bool] = False
     laws: ClassVar[tuple[str, ...] | None] = None  # law names supported; None: every law
 
+    alpha: ClassVar[float] = 0.0  # noise strength; stochastic samplers make it an option (a field)
+
     grid: str = "geometric"  # time grid kind, see zoo.grids
 
-    @property
-    def alpha(self) -> float | Alpha:
-        """Noise strength: 0 for deterministic samplers."""
-        return 0.0
+    def strength(self, law: Law) -> float | Alpha:
+        """alpha for this law: a constant, or a function of forward time t (schedules need law.T)."""
+        return self.alpha
 
     def supports(self, law: Law) -> bool:
         return self.laws is None or law.name in self.laws

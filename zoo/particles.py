@@ -18,11 +18,13 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from zoo.blob import Energy, flow
+from zoo.blob import Energy, calibrate_scale, flow
 from zoo.contracts import Field, Law
 from zoo.errors import ZooError
 
 OUTPUTS = ("vector", "scalar")
+WIDTHS = ("auto", "spacing", "scaled")
+SCALED_MAX_DT = 0.01  # a scaled width allows long stable steps; this bounds the time-stepping error
 
 
 def record_times(T: float, t_min: float, records: int) -> Tensor:
@@ -31,14 +33,14 @@ def record_times(T: float, t_min: float, records: int) -> Tensor:
 
 
 def record(data: Tensor, energy: Energy, times: Tensor, *, eps: float | None = None,
-           cfl: float = 0.5) -> dict[str, Tensor]:
+           scale: float | None = None, cfl: float = 0.5, max_dt: float = 0.05) -> dict[str, Tensor]:
     """Blob flow of data (N, *shape) recorded at ``times`` (R,): float32 tensors
     x (R N, *shape), t (R N,), r (R N, *shape), p (R N,), and per-time weights
     w = 1 / mean(|r|^2 + |x|^2) (R N,) that keep the early times, where |r| grows like 1/t,
-    from dominating the loss."""
+    from dominating the loss. ``eps``, ``scale``: the mollifier width (:func:`zoo.blob.flow`)."""
     shape = tuple(data.shape[1:])
     xs, ts, rs, ps, ws = [], [], [], [], []
-    for snap in flow(data, energy, times, eps=eps, cfl=cfl):
+    for snap in flow(data, energy, times, eps=eps, scale=scale, cfl=cfl, max_dt=max_dt):
         r = -snap.u  # grad p + x
         xs.append(snap.x)
         rs.append(r)
@@ -102,14 +104,19 @@ class ParticleLaw(Law):
     """A law learned on its blob particle flow: subclasses give :meth:`energy`.
 
     ``output``: ``vector`` (the network predicts grad p + x) or ``scalar`` (a pressure network,
-    needed by stochastic samplers). ``eps``: mollifier width of the blob method (none: twice the
-    data's mean nearest-neighbour distance). ``records``: number of log-spaced times of the
+    needed by stochastic samplers). ``width``: the blob mollifier's width rule: ``spacing``
+    (fixed: ``eps``, none: twice the data's mean nearest-neighbour distance), ``scaled``
+    (e(t) = c times the particles' RMS radius, c calibrated so that draws of the stationary law
+    are stationary in the mean, :func:`zoo.blob.calibrate_scale`; keeps the second moment right
+    in high dimension, where a spacing-sized width collapses the particles) or ``auto``
+    (``spacing`` up to dimension 4, else ``scaled``). ``records``: number of log-spaced times of the
     recorded flow. ``cfl``: the fraction of the stable explicit step e^2 / max P'(rho~) taken.
     ``particles``: the flow runs on at most this many train points (a seeded subset): its cost
     grows like N^2 per step times N^(2/d) steps (dt ~ e^2 ~ spacing^2).
     """
 
     output: str = "vector"
+    width: str = "auto"
     eps: float | None = None
     records: int = 64
     cfl: float = 0.5
@@ -119,6 +126,10 @@ class ParticleLaw(Law):
         super().__post_init__()
         if self.output not in OUTPUTS:
             self.fail(f"output must be one of {', '.join(OUTPUTS)}, got {self.output!r}")
+        if self.width not in WIDTHS:
+            self.fail(f"width must be one of {', '.join(WIDTHS)}, got {self.width!r}")
+        if self.eps is not None and self.width == "scaled":
+            self.fail("eps is a fixed width: it cannot be combined with width=scaled")
         if self.eps is not None and not (self.eps > 0 and math.isfinite(self.eps)):
             self.fail(f"eps must be a positive number, got {self.eps}")
         if self.records < 2:
@@ -140,8 +151,13 @@ class ParticleLaw(Law):
         """Record the blob flow of (a ``generator``-drawn subset of) the train split."""
         if len(data) > self.particles:
             data = data[torch.randperm(len(data), generator=generator)[:self.particles]]
-        energy = self.energy(math.prod(data.shape[1:]))
-        return record(data, energy, record_times(self.T, self.t_min, self.records), eps=self.eps, cfl=self.cfl)
+        dim = math.prod(data.shape[1:])
+        energy = self.energy(dim)
+        scale = None
+        if self.width == "scaled" or (self.width == "auto" and self.eps is None and dim > 4):
+            scale = calibrate_scale(self.prior(len(data), tuple(data.shape[1:]), generator), energy)
+        return record(data, energy, record_times(self.T, self.t_min, self.records), eps=self.eps, scale=scale,
+                      cfl=self.cfl, max_dt=SCALED_MAX_DT if scale is not None else 0.05)
 
     def loss(self, network: nn.Module, batch: dict[str, Tensor], generator: torch.Generator) -> Tensor:
         return regression_loss(network, batch, self.output)

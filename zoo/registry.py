@@ -255,6 +255,10 @@ def _hint_args(hint: Any) -> tuple[Any, ...]:
     return (hint,)
 
 
+# contract attributes a plugin may turn into an option: a stochastic sampler's alpha
+OVERRIDABLE = {"sampler": {"alpha"}}
+
+
 def contract_violation(kind: str, cls: Any) -> str | None:
     """Why ``cls`` cannot serve as a plugin of ``kind``, or None."""
     base = KINDS[kind]
@@ -270,6 +274,10 @@ def contract_violation(kind: str, cls: Any) -> str | None:
     options = cls.option_names()
     if cls.positional is not None and cls.positional not in options:
         return f"positional option {cls.positional!r} is not one of its options ({', '.join(options) or 'none'})"
+    reserved = {a for a in dir(base) if not a.startswith("_")} - set(base.option_names()) - OVERRIDABLE.get(kind, set())
+    shadowing = [o for o in options if o in reserved]
+    if shadowing:
+        return f"option {shadowing[0]!r} would hide the contract's attribute of that name: rename it"
     required = [f.name for f in dataclasses.fields(cls)
                 if f.init and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING]
     if [r for r in required if r != cls.positional]:

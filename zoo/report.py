@@ -283,20 +283,24 @@ def plot_nfe(entries: list[Entry], metric: str, floor: float | None) -> str | No
 
 
 def plot_alpha(entries: list[Entry], metric: str) -> str | None:
-    """Metric vs alpha for stochastic samplers, one line per (law, network, sampler, NFE)."""
-    lines: dict[str, list[Entry]] = defaultdict(list)
-    for e in entries:
-        r = e.first
-        lines[f"{e.label('law')}/{e.label('network')} {e.label('sampler')} NFE {r['nfe_budget']}"].append(e)
-    lines = {k: v for k, v in lines.items() if len({e.first["alpha"] for e in v}) > 1}
-    if not lines:
+    """Metric vs alpha for stochastic samplers: one panel per (law, network), one line per
+    (sampler, NFE budget)."""
+    panels: dict[tuple[str, str], dict[str, list[Entry]]] = defaultdict(lambda: defaultdict(list))
+    for key, part in _fields(entries).items():
+        for e in part:
+            panels[key][f"{e.label('sampler')} NFE {e.first['nfe_budget']}"].append(e)
+    panels = {k: {label: es for label, es in lines.items() if len({e.first["alpha"] for e in es}) > 1}
+              for k, lines in panels.items()}
+    panels = {k: v for k, v in panels.items() if v}
+    if not panels:
         return None
-    fig, (ax,) = _subplots(1, 6.5, 3.8)
-    for label, es in sorted(lines.items()):
-        es.sort(key=lambda e: e.first["alpha"])
-        ax.plot([e.first["alpha"] for e in es], [e.mean(metric) for e in es], "o-", label=label, ms=3)
-    ax.set(xlabel="alpha (noise strength)", ylabel=metric, title="alpha sweep")
-    ax.legend(fontsize=7, bbox_to_anchor=(1.02, 1), loc="upper left")
+    fig, axes = _subplots(len(panels))
+    for ax, ((law, net), lines) in zip(axes, sorted(panels.items())):
+        for label, es in sorted(lines.items()):
+            es.sort(key=lambda e: e.first["alpha"])
+            ax.plot([e.first["alpha"] for e in es], [e.mean(metric) for e in es], "o-", label=label, ms=3)
+        ax.set(xlabel="alpha (noise strength)", ylabel=metric, title=f"{law} / {net}")
+        ax.legend(fontsize=7)
     return _png(fig)
 
 
@@ -338,7 +342,7 @@ def plot_samples(entries: list[Entry], results: Results, floors: dict[str, Any] 
             if train is not None:
                 t = train.reshape(len(train), -1)
                 ax.scatter(t[:, 0], t[:, j], s=1, c="0.8", label="train")
-            ax.scatter(x[:, 0], x[:, j], s=2, alpha=0.6, label="generated")
+            ax.scatter(x[:, 0], x[:, j], s=1.5, alpha=0.4, label="generated")
             ax.set_aspect("equal", "datalim")
         flag = "  [MEMORISING]" if e.flagged else ""
         ax.set_title(f"{e.label('law')} / {e.label('network')}\n{e.label('sampler')} "

@@ -31,23 +31,28 @@ class BatchInvariant(Field):
         self.inner = inner
         self.chunk = chunk
 
-    def _chunked(self, fn, x: Tensor, t: Tensor) -> Tensor:
+    def _chunked(self, fn, x: Tensor, t: Tensor) -> list[Tensor]:
+        """fn(x, t) -> (tensor, ...) evaluated chunk by chunk; one list entry per output."""
         self.nfe += 1
-        out = []
+        parts = []
         for start in range(0, x.shape[0], self.chunk):
             xb, tb = x[start:start + self.chunk], t[start:start + self.chunk]
             pad = self.chunk - xb.shape[0]
             if pad:  # repeat the first row: padded rows must be valid inputs, then are dropped
                 xb = torch.cat([xb, xb[:1].expand(pad, *xb.shape[1:])])
                 tb = torch.cat([tb, tb[:1].expand(pad)])
-            out.append(fn(xb, tb)[: self.chunk - pad])
-        return torch.cat(out)
+            parts.append([out[: self.chunk - pad] for out in fn(xb, tb)])
+        return [torch.cat(outs) for outs in zip(*parts)]
 
     def grad_p(self, x: Tensor, t: Tensor) -> Tensor:
-        return self._chunked(self.inner.grad_p, x, t)
+        return self._chunked(lambda xb, tb: (self.inner.grad_p(xb, tb),), x, t)[0]
 
     def pressure(self, x: Tensor, t: Tensor) -> Tensor:
-        return self._chunked(self.inner.pressure, x, t)
+        return self._chunked(lambda xb, tb: (self.inner.pressure(xb, tb),), x, t)[0]
+
+    def grad_p_and_pressure(self, x: Tensor, t: Tensor) -> tuple[Tensor, Tensor]:
+        grad, p = self._chunked(self.inner.grad_p_and_pressure, x, t)
+        return grad, p
 
 
 @dataclass
@@ -76,7 +81,7 @@ def generate(law: Law, field: Field, sampler: Sampler, *, n: int, nfe: int, shap
     device = torch.device(device)
     grid = law.time_grid(sampler.steps_for(nfe), sampler.grid)
     field = BatchInvariant(field.to(device))
-    process = law.reverse(field, sampler.alpha)
+    process = law.reverse(field, sampler.strength(law))
     outputs, counted = [], 0
     with torch.no_grad():
         for start in range(0, n, batch_size):

@@ -8,7 +8,7 @@ from typing import ClassVar
 import torch
 from torch import Tensor
 
-from zoo.contracts import Alpha, Noise, ReverseProcess
+from zoo.contracts import Alpha, Law, Noise, ReverseProcess
 from zoo_samplers.base import GridSampler, intervals
 
 SCHEDULES = ("const", "linear")
@@ -21,11 +21,10 @@ def _per_sample(v: Tensor, x: Tensor) -> Tensor:
 
 def _em_step(process: ReverseProcess, x: Tensor, t: float, h: float, noise: Noise | None) -> Tensor:
     """One Euler-Maruyama step of the reverse SDE over ds = h; noise None gives the mean."""
-    x_mean = x + h * process.drift(x, t)
     if noise is None:
-        return x_mean
-    std = _per_sample(process.noise_std(x, t), x)
-    return x_mean + math.sqrt(h) * std * noise.randn().to(x.dtype)
+        return x + h * process.drift(x, t)
+    drift, std = process.sde_terms(x, t)
+    return x + h * drift + math.sqrt(h) * _per_sample(std, x) * noise.randn().to(x.dtype)
 
 
 @dataclass(frozen=True)
@@ -35,8 +34,7 @@ class EulerMaruyama(GridSampler):
 
     Options: ``alpha`` >= 0, the noise strength (a float option, so ``sampler.alpha`` is that float)
     and ``schedule``: ``const`` or ``linear``, alpha(t) = alpha t / T (noise early, none at the end).
-    The schedule needs the law's horizon T, so :meth:`strength` builds alpha(t) and :meth:`sample`
-    applies it to the process it is given. Following Song et al. 2021, the last step adds no noise
+    The schedule needs the law's horizon T: :meth:`strength` builds alpha(t). Following Song et al. 2021, the last step adds no noise
     (it returns the mean of the step). One NFE per step.
     """
 
@@ -53,14 +51,12 @@ class EulerMaruyama(GridSampler):
         if self.schedule not in SCHEDULES:
             self.fail(f"schedule must be one of {', '.join(SCHEDULES)}, got {self.schedule!r}")
 
-    def strength(self, T: float) -> float | Alpha:
-        """alpha as a constant or as a function of forward time t, for a law of horizon T."""
+    def strength(self, law: Law) -> float | Alpha:
         if self.schedule == "const":
             return self.alpha
-        return lambda t, a=self.alpha: a * t / T
+        return lambda t, a=self.alpha, T=law.T: a * t / T
 
     def sample(self, process: ReverseProcess, x: Tensor, grid: Tensor, noise: Noise) -> Tensor:
-        process = process.law.reverse(process.field, self.strength(process.law.T))
         *body, (t, _, h) = intervals(grid)
         for t_k, _, h_k in body:
             x = _em_step(process, x, t_k, h_k, noise)
@@ -105,7 +101,6 @@ class PredictorCorrector(GridSampler):
         return max(1, int(nfe) // (1 + self.corrector_steps))
 
     def sample(self, process: ReverseProcess, x: Tensor, grid: Tensor, noise: Noise) -> Tensor:
-        process = process.law.reverse(process.field, self.alpha)
         steps = list(intervals(grid))
         for k, (t, _, h) in enumerate(steps):
             tt = torch.full((x.shape[0],), t, dtype=x.dtype, device=x.device)

@@ -354,6 +354,11 @@ class _Tally(Field):
         self.calls += 1
         return self.inner.pressure(x, t)
 
+    def grad_p_and_pressure(self, x: Tensor, t: Tensor) -> tuple[Tensor, Tensor]:
+        self.nfe += 1
+        self.calls += 1
+        return self.inner.grad_p_and_pressure(x, t)
+
 
 def _default_law_for(sampler: Sampler) -> Law:
     registry = get_registry()
@@ -372,7 +377,7 @@ def _run(sampler: Sampler, law: Law, field: Field, x: Tensor, nfe: int, seed: in
     grid = law.time_grid(sampler.steps_for(nfe), sampler.grid)
     noise = Noise(seed, range(1, 2 * x.shape[0], 2), tuple(x.shape[1:]), device=x.device)
     with torch.no_grad():
-        y = sampler.sample(law.reverse(tally, sampler.alpha), x, grid, noise)
+        y = sampler.sample(law.reverse(tally, sampler.strength(law)), x, grid, noise)
     return y, tally.calls
 
 
