@@ -14,7 +14,7 @@ from zoo.training import load_trained, untrained
 @click.command("sample")
 @click.option("--checkpoint", type=click.Path(file_okay=False), default=None, help="A `zoo train` run folder.")
 @click.option("--law", default=None, help="Law SPEC, with a non-learned --network instead of --checkpoint.")
-@click.option("--network", default=None, help="exact or empirical (non-learned networks).")
+@click.option("--network", default=None, help="A non-learned network: exact, empirical, perturbed:eps=E.")
 @click.option("--dataset", default=None, help="Data set SPEC, with --law and --network.")
 @click.option("--sampler", required=True, help="Sampler SPEC, e.g. heun or em:alpha=0.5.")
 @click.option("--nfe", type=click.IntRange(min=1), default=50, show_default=True, help="Network evaluations per sample.")
@@ -32,7 +32,7 @@ def command(checkpoint: str | None, law: str | None, network: str | None, datase
     if checkpoint is not None and any(v is not None for v in direct):
         raise ZooError("give either --checkpoint DIR or --law/--network/--dataset, not both")
     if checkpoint is None and not all(v is not None for v in direct):
-        raise ZooError("give --checkpoint DIR, or all of --law, --network (exact|empirical) and --dataset")
+        raise ZooError("give --checkpoint DIR, or all of --law, --network (a non-learned one: exact, empirical, perturbed) and --dataset")
     io.writable_file(out)
     sampler_ = get_registry().create("sampler", sampler)
     trained = load_trained(checkpoint, device) if checkpoint is not None else untrained(law, network, dataset, device)
