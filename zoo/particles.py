@@ -46,8 +46,8 @@ def record(data: Tensor, energy: Energy, times: Tensor, *, eps: float | None = N
         rs.append(r)
         ps.append(energy.pressure(snap.log_rho))
         ts.append(torch.full((len(r),), snap.t, dtype=torch.float64))
-        scale = float((r.square() + snap.x.square()).mean().clamp_min(1e-12))  # |x| keeps late times from being blown up
-        ws.append(torch.full((len(r),), 1.0 / scale, dtype=torch.float64))
+        size = float((r.square() + snap.x.square()).mean().clamp_min(1e-12))  # |x| keeps late times from being blown up
+        ws.append(torch.full((len(r),), 1.0 / size, dtype=torch.float64))
     cat = lambda parts: torch.cat(parts).float()  # noqa: E731
     return {"x": cat(xs).reshape(-1, *shape), "t": cat(ts), "r": cat(rs).reshape(-1, *shape),
             "p": cat(ps), "w": cat(ws)}

@@ -332,6 +332,7 @@ def plot_samples(entries: list[Entry], results: Results, floors: dict[str, Any] 
         if x.ndim == 4:  # (n, C, H, W) images in about [-1, 1]: an 8 x 8 grid
             k = int(min(8, math.isqrt(len(x))))
             imgs = np.clip((x[: k * k] + 1) / 2, 0, 1).transpose(0, 2, 3, 1)
+            imgs = np.pad(imgs, ((0, 0), (1, 1), (1, 1), (0, 0)), constant_values=0.5)  # a grey frame per tile
             h, w, c = imgs.shape[1:]
             grid = imgs.reshape(k, k, h, w, c).transpose(0, 2, 1, 3, 4).reshape(k * h, k * w, c)
             ax.imshow(grid.squeeze(-1) if c == 1 else grid, cmap="gray", interpolation="nearest")

@@ -4,6 +4,7 @@ from __future__ import annotations
 import multiprocessing
 import os
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from typing import Callable, ClassVar, Iterator
 
@@ -50,21 +51,33 @@ class Local(Executor):
         return self.workers or max(1, (os.cpu_count() or 1) // 2)
 
     def map(self, fn: Callable[[dict], dict], jobs: list[dict]) -> Iterator[tuple[dict, dict]]:
-        if not jobs:
-            return
+        queue = list(jobs)
+        while queue:  # one pool per round; a worker that dies ends the round
+            queue = yield from self._round(fn, queue)
+
+    def _round(self, fn: Callable[[dict], dict], jobs: list[dict]) -> Iterator[tuple[dict, dict]]:
+        """Run jobs in a fresh pool; returns the jobs left to rerun after a worker died."""
         size = min(self.size, len(jobs))
         context = multiprocessing.get_context(self.start_method)
         pool = ProcessPoolExecutor(size, mp_context=context, initializer=_init_worker, initargs=(self.threads,))
         try:
-            pending: dict[Future, dict] = {pool.submit(fn, job): job for job in jobs}
+            order: dict[Future, int] = {pool.submit(fn, job): i for i, job in enumerate(jobs)}
+            pending = set(order)
             while pending:
-                done, _ = wait(pending, return_when=FIRST_COMPLETED)
-                for future in done:
-                    job = pending.pop(future)
-                    try:
-                        result = future.result()
-                    except Exception as exc:  # the worker died (out of memory, killed): say so, go on
-                        result = {"status": "failed", "error": f"worker process failed: {type(exc).__name__}: {exc}"}
-                    yield job, result
+                done, pending = wait(pending, return_when=FIRST_COMPLETED)
+                broken = sorted((f for f in done if isinstance(f.exception(), BrokenProcessPool)), key=order.get)
+                if broken:
+                    # a worker died (out of memory, killed): the pool fails every unfinished job with it;
+                    # blame the oldest (running) one, yield what finished, rerun the rest in a fresh pool
+                    culprit = jobs[order[broken[0]]]
+                    for future in sorted(done, key=order.get):
+                        if future not in broken:
+                            yield jobs[order[future]], future.result()
+                    yield culprit, {"status": "failed",
+                                    "error": f"worker process died: {broken[0].exception()}"}
+                    return [jobs[order[f]] for f in sorted(set(broken[1:]) | pending, key=order.get)]
+                for future in sorted(done, key=order.get):
+                    yield jobs[order[future]], future.result()
+            return []
         finally:
             pool.shutdown(wait=True, cancel_futures=True)
