@@ -38,7 +38,7 @@ from zoo.io import write_json
 from zoo.registry import get_registry
 from zoo.sampling import generate
 from zoo_metrics.common import sq_dists
-from zoo_metrics.exact import energy_distance
+from zoo_metrics.distances import energy_distance
 
 CASES = {"heat": ("heat", "gmm8"), "pme": ("pme", "barenblatt")}
 SAMPLERS = ("heun", "em:alpha=0.5", "em:alpha=1")

@@ -84,7 +84,7 @@ def test_bench_runs_third_party_plugins_next_to_a_broken_one(site, tmp_path):
     (broken / "broken_sampler.py").write_text("raise RuntimeError('this plugin is broken on purpose')\n")
     (tmp_path / "tiny.toml").write_text(TINY)
     out = zoo(site, "--plugins-dir", str(broken), "bench",
-              "--plugins", "tempered,ralston,midpoint", "--plugins", "network/exact,metric/exact",
+              "--plugins", "tempered,ralston,midpoint", "--plugins", "exact,distances",
               "--dataset", "gmm8", "--budget", "smoke", "--suite", str(tmp_path / "tiny.toml"),
               "--out", str(tmp_path / "out"), "--no-report")
     assert out.returncode == 0, out.stderr[-2000:]

@@ -128,27 +128,27 @@ def test_missing_classes_are_seen_by_the_classifier(digits):
 
 def test_identical_and_translated_sets(gmm):
     data, ctx = gmm
-    same = evaluate(ctx.reference, ctx, ["exact"])
+    same = evaluate(ctx.reference, ctx, ["distances"])
     assert same["w2"] < 1e-6 and same["sliced_w2"] < 1e-6
     assert abs(same["energy"]) < 0.01 and abs(same["mmd2"]) < 0.01
     shift = torch.tensor([0.3, -0.4])  # W2 to a translate is exactly |shift| = 0.5
-    moved = evaluate(ctx.reference + shift, ctx, ["exact"])
+    moved = evaluate(ctx.reference + shift, ctx, ["distances"])
     assert moved["w2"] == pytest.approx(0.5, rel=1e-4)
     assert moved["sliced_w2"] == pytest.approx(0.5 / math.sqrt(2), rel=0.15)  # E (theta . c)^2 = |c|^2 / d
-    far = evaluate(ctx.reference + 4 * shift, ctx, ["exact"])
+    far = evaluate(ctx.reference + 4 * shift, ctx, ["distances"])
     assert 0.05 < moved["energy"] < far["energy"] and 0.01 < moved["mmd2"] < far["mmd2"]
 
 
 def test_floors_average_seeds_and_fresh_samples_sit_near_them(gmm):
     data, ctx = gmm
-    low = floors(ctx, ["exact", "modes"], n=400, seeds=2)
-    one = [floors(context(data, seed=s), ["exact", "modes"], n=400, seeds=1) for s in (0, 1)]
+    low = floors(ctx, ["distances", "modes"], n=400, seeds=2)
+    one = [floors(context(data, seed=s), ["distances", "modes"], n=400, seeds=1) for s in (0, 1)]
     assert low == pytest.approx({k: (one[0][k] + one[1][k]) / 2 for k in low})
     assert one[0]["w2"] != one[1]["w2"]  # each seed draws fresh data
     assert 0.05 < low["w2"] < 0.6 and low["modes_captured"] == 8
-    new = evaluate(fresh(data, 400, seed=99), ctx, ["exact"])
+    new = evaluate(fresh(data, 400, seed=99), ctx, ["distances"])
     assert 0.5 < new["w2"] / low["w2"] < 2  # W2 between real samples varies a lot between seeds
-    noise = evaluate(torch.randn(400, 2), ctx, ["exact"])
+    noise = evaluate(torch.randn(400, 2), ctx, ["distances"])
     assert noise["w2"] > 2 * low["w2"] and noise["energy"] > 10 * max(low["energy"], 1e-3)
 
 
@@ -198,7 +198,7 @@ def test_velocity_error_is_the_relative_l2_error_of_grad_p(gmm):
 
 
 def test_default_selection_follows_the_data_set(gmm, digits):
-    assert [m.name for m in select(gmm[1])] == ["diversity", "exact", "memorization", "modes"]
+    assert [m.name for m in select(gmm[1])] == ["distances", "diversity", "memorization", "modes"]
     assert [m.name for m in select(digits[1])] == ["diversity", "fidelity", "memorization", "modes"]
     info = protocol(digits[1], 300)
     assert info["extractor_sha256"] == extractor.expected_sha256() and info["n_reference"] == 300

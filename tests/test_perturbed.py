@@ -11,7 +11,7 @@ from zoo.contracts import EvalContext, seeded_generator
 from zoo.errors import ZooError
 from zoo.registry import get_registry
 from zoo.sampling import generate
-from zoo_metrics.exact import energy_distance
+from zoo_metrics.distances import energy_distance
 from zoo_networks.perturbed import forward_marginal
 
 CASES = [("heat", "gmm8"), ("pme", "barenblatt")]

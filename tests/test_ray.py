@@ -29,7 +29,7 @@ needs_ray = pytest.mark.skipif(importlib.util.find_spec("ray") is None,
                                reason="ray is not installed (pip install zoo[ray])")
 
 TINY_SUITE = """\
-plugins = ["heat", "mlp:width=32:depth=2", "euler", "metric/exact"]
+plugins = ["heat", "mlp:width=32:depth=2", "euler", "distances"]
 datasets = ["gmm8:n_train=500:n_test=200"]
 budget = "smoke"
 device = "cpu"

@@ -168,7 +168,7 @@ DEFAULT_LAWS = ("heat", "pme")
 
 
 def _kind_prefix(text: str) -> tuple[str | None, str]:
-    """``metric/exact`` -> ("metric", "exact"): how to name a plugin whose name several kinds share."""
+    """``network/exact`` -> ("network", "exact"): how to name a plugin whose name several kinds share."""
     head, slash, rest = text.partition("/")
     if slash and head in ("law", "network", "sampler", "metric", "dataset", "executor") and ":" not in head:
         return head, rest

@@ -4,13 +4,13 @@ Heavy dependencies (torch-fidelity, POT) are imported when a metric computes, no
 """
 import zoo
 from zoo_metrics.diversity import Diversity
-from zoo_metrics.exact import Exact
+from zoo_metrics.distances import Distances
 from zoo_metrics.fidelity import Fidelity
 from zoo_metrics.memorization import Memorization
 from zoo_metrics.modes import Modes
 from zoo_metrics.velocity import VelocityError
 
-METRICS = (Fidelity, Diversity, Modes, Memorization, Exact, VelocityError)
+METRICS = (Fidelity, Diversity, Modes, Memorization, Distances, VelocityError)
 
 
 @zoo.hookimpl

@@ -70,11 +70,11 @@ def mmd_bandwidths(dataset: Dataset, reference: Tensor) -> list[float]:
 
 
 @dataclass(frozen=True)
-class Exact(Metric):
+class Distances(Metric):
     """W2 (POT) and sliced W2 on at most ``points`` per set, energy distance and MMD^2 on at most
     ``kernel_points``, for data of dimension d <= ``max_dim``."""
 
-    name = "exact"
+    name = "distances"
     summary = "low-dim distances to held-out data: W2 (POT emd2), sliced W2, energy distance, MMD^2"
     higher_is_better: ClassVar[dict[str, bool]] = {"w2": False, "sliced_w2": False, "energy": False, "mmd2": False}
 
