@@ -50,7 +50,8 @@ def test_default_m_and_options():
     assert PME(output="scalar").network_output == "scalar" and PME().network_output == "vector"
     registry = get_registry()
     for spec, match in [("pme:m=1", "m must be"), ("pme:m=0.5", "m must be"), ("pme:output=tensor", "output"),
-                        ("pme:eps=-1", "eps"), ("pme:mm=2", "unknown option")]:
+                        ("pme:eps=-1", "eps"), ("pme:mm=2", "unknown option"), ("pme:width=wide", "width"),
+                        ("pme:width=scaled:eps=0.1", "cannot be combined"), ("pme:stages=0", "stages")]:
         with pytest.raises(ZooError, match=match):
             registry.create("law", spec)
     with pytest.raises(ZooError, match="m must be"):

@@ -57,8 +57,8 @@ def results(tmp_path: Path) -> Path:
 def test_ranking_averages_seeds_and_puts_the_best_first(results: Path) -> None:
     rows = json.loads((results / "results.json").read_text())
     metric, entries = ranked(rows)
-    assert metric == "w2"
-    values = [e.mean("w2") for e in entries]
+    assert metric == "energy"
+    values = [e.mean("energy") for e in entries]
     assert values == sorted(values) and len(entries) == 6  # 2 samplers x 2 NFE + 2 empirical; failed left out
     heun10 = next(e for e in entries if e.first["sampler"] == "heun" and e.first["nfe"] == 10)
     assert len(heun10.rows) == 2 and heun10.mean("w2") == pytest.approx(0.505)
