@@ -52,6 +52,7 @@ class Budget:
     name: str
     steps: int  # training steps per (law, network, data set, seed)
     batch_size: int
+    image_batch_size: int  # for image data: a UNet step on CPU costs ~5x an MLP step at batch 128
     lr: float
     ema: float
     n: int  # samples generated per row; also the size of the real-vs-real floors
@@ -72,7 +73,7 @@ class Budget:
     def __post_init__(self) -> None:
         if self.reference not in ("test", "train"):
             raise ZooError(f"budget {self.name!r}: reference must be 'test' or 'train', got {self.reference!r}")
-        for key in ("steps", "batch_size", "n", "seeds", "sample_batch", "checkpoint_every"):
+        for key in ("steps", "batch_size", "image_batch_size", "n", "seeds", "sample_batch", "checkpoint_every"):
             if getattr(self, key) < 1:
                 raise ZooError(f"budget {self.name!r}: {key} must be at least 1, got {getattr(self, key)}")
         if not self.nfe or min(self.nfe) < 1:
@@ -94,13 +95,13 @@ class Budget:
 
 BUDGETS = {
     # about a minute on 2 CPU cores, every code path: for tests
-    "smoke": Budget("smoke", steps=100, batch_size=256, lr=2e-3, ema=0.0, n=200, nfe=(5, 10), alpha=(1.0,),
+    "smoke": Budget("smoke", steps=100, batch_size=256, image_batch_size=64, lr=2e-3, ema=0.0, n=200, nfe=(5, 10), alpha=(1.0,),
                     checkpoint_every=50, sampler_options={"rk45": {"rtol": 1e-2, "atol": 1e-2}}),
     # a few CPU minutes: numbers that already rank samplers on the toy sets
-    "small": Budget("small", steps=1500, batch_size=512, lr=2e-3, ema=0.999, n=1000, nfe=(10, 20, 50),
+    "small": Budget("small", steps=1500, batch_size=512, image_batch_size=128, lr=2e-3, ema=0.999, n=1000, nfe=(10, 20, 50),
                     alpha=(0.0, 0.5, 1.0)),
     # GPU scale
-    "full": Budget("full", steps=100_000, batch_size=512, lr=2e-4, ema=0.9999, n=10_000,
+    "full": Budget("full", steps=100_000, batch_size=512, image_batch_size=128, lr=2e-4, ema=0.9999, n=10_000,
                    nfe=(10, 20, 35, 50, 100), alpha=(0.0, 0.25, 0.5, 1.0), seeds=3, sample_batch=2500),
 }
 
@@ -305,7 +306,8 @@ def plan(sweep: Sweep) -> list[dict[str, Any]]:
                     if not registry.create("network", net_spec).learned:
                         continue
                     train = _job({"kind": "train", "law": law_spec, "network": net_spec, "dataset": dataset_spec,
-                                  "seed": seed, "steps": b.steps, "batch_size": b.batch_size, "lr": b.lr,
+                                  "seed": seed, "steps": b.steps,
+                                  "batch_size": b.image_batch_size if dataset.is_image else b.batch_size, "lr": b.lr,
                                   "ema": b.ema, "device": sweep.device, "checkpoint_every": b.checkpoint_every})
                     trainings.append(train)
                     fields.append((net_spec, train["id"], seed))
