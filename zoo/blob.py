@@ -173,7 +173,8 @@ def calibrate_scale(x_inf: Tensor, energy: Energy, relax: float = 2.0, lo: float
     values = [virial(c) for c in grid]
     cross = next((i for i in range(8) if values[i] > 0 >= values[i + 1]), None)
     if cross is None:
-        raise ZooError(f"cannot calibrate the mollifier width: no scale in [{lo:g}, {hi:g}] makes the stationary law stationary")
+        raise ZooError(f"cannot calibrate the mollifier width: no scale in [{lo:g}, {hi:g}] "
+                       "makes the stationary law stationary")
     a, b = math.log(grid[cross]), math.log(grid[cross + 1])
     for _ in range(30):
         mid = 0.5 * (a + b)
@@ -219,7 +220,11 @@ def flow(x0: Tensor, energy: Energy, times: Tensor, *, eps: float | None = None,
     times = torch.as_tensor(times, dtype=torch.float64)
     if times.ndim != 1 or len(times) == 0 or bool((times[1:] <= times[:-1]).any()) or float(times[0]) < 0:
         raise ZooError("flow times must be a non-empty increasing list of times >= 0")
-    width = (lambda y: scale * rms_radius(y)) if scale is not None else (lambda y, e=default_eps(x) if eps is None else float(eps): e)
+    fixed = None if scale is not None else default_eps(x) if eps is None else float(eps)
+
+    def width(y: Tensor) -> float:
+        return scale * rms_radius(y) if fixed is None else fixed
+
     t = 0.0
     e = width(x)
     u, log_rho = _checked_velocity(x, energy, e, chunk, t, scale is not None)
@@ -236,7 +241,8 @@ def flow(x0: Tensor, energy: Energy, times: Tensor, *, eps: float | None = None,
                 decay = math.exp(-dt)
                 x = decay * x + (1.0 - decay) * (u + x)
             else:
-                x = _rkc(x, u, dt, stages, lambda y, t=t: _checked_velocity(y, energy, width(y), chunk, t, scale is not None)[0])
+                x = _rkc(x, u, dt, stages,
+                         lambda y, t=t: _checked_velocity(y, energy, width(y), chunk, t, scale is not None)[0])
             t = target if target - t - dt < 1e-12 else t + dt
             e = width(x)
             u, log_rho = _checked_velocity(x, energy, e, chunk, t, scale is not None)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -108,7 +109,8 @@ class ParticleLaw(Law):
     (fixed: ``eps``, none: twice the data's mean nearest-neighbour distance), ``scaled``
     (e(t) = c times the particles' RMS radius, c calibrated so that draws of the stationary law
     are stationary in the mean, :func:`zoo.blob.calibrate_scale`; keeps the second moment right
-    in high dimension, where a spacing-sized width collapses the particles) or ``auto``
+    in high dimension, where a spacing-sized width collapses the particles, but smooths away
+    fine structure: on digits the samples are noisy) or ``auto``
     (``spacing`` up to dimension 4, else ``scaled``). ``records``: number of log-spaced times of the
     recorded flow. ``cfl``: the fraction of the stable explicit step e^2 / max P'(rho~) taken.
     ``particles``: the flow runs on at most this many train points (a seeded subset): its cost
@@ -154,17 +156,21 @@ class ParticleLaw(Law):
         """The blob method's view of F for data of dimension ``dim``."""
         raise NotImplementedError
 
+    def flow_options(self, data: Tensor, generator: torch.Generator) -> dict[str, Any]:
+        """Keyword options of :func:`zoo.blob.flow` for particles ``data`` (N, *shape): the width
+        (calibrated on ``generator``-drawn stationary samples when scaled) and the stepping."""
+        dim = math.prod(data.shape[1:])
+        if self.width == "scaled" or (self.width == "auto" and self.eps is None and dim > 4):
+            scale = calibrate_scale(self.prior(len(data), tuple(data.shape[1:]), generator), self.energy(dim))
+            return {"scale": scale, "cfl": self.cfl, "max_dt": SCALED_MAX_DT, "max_stages": self.stages}
+        return {"eps": self.eps, "cfl": self.cfl, "max_stages": self.stages}
+
     def prepare(self, data: Tensor, generator: torch.Generator) -> dict[str, Tensor]:
         """Record the blob flow of (a ``generator``-drawn subset of) the train split."""
         if len(data) > self.particles:
             data = data[torch.randperm(len(data), generator=generator)[:self.particles]]
-        dim = math.prod(data.shape[1:])
-        energy = self.energy(dim)
-        scale = None
-        if self.width == "scaled" or (self.width == "auto" and self.eps is None and dim > 4):
-            scale = calibrate_scale(self.prior(len(data), tuple(data.shape[1:]), generator), energy)
-        return record(data, energy, record_times(self.T, self.t_min, self.records), eps=self.eps, scale=scale,
-                      cfl=self.cfl, max_dt=SCALED_MAX_DT if scale is not None else 0.05, max_stages=self.stages)
+        energy = self.energy(math.prod(data.shape[1:]))
+        return record(data, energy, record_times(self.T, self.t_min, self.records), **self.flow_options(data, generator))
 
     def loss(self, network: nn.Module, batch: dict[str, Tensor], generator: torch.Generator) -> Tensor:
         return regression_loss(network, batch, self.output)

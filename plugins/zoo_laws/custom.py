@@ -38,7 +38,7 @@ CHECK = torch.logspace(-8, 4, 241, dtype=torch.float64)  # where F is checked fo
 @dataclass(frozen=True)
 class Custom(ParticleLaw):
     """Nonlinear diffusion for a convex F given by ``F`` (a formula in rho or a named profile:
-    heat, pme2, heat-pme). Other options as for pme (network output, eps, records, cfl)."""
+    heat, pme2, heat-pme). Other options as for pme (network output, width, eps, records, cfl, particles, stages)."""
 
     name: ClassVar[str] = "custom"
     summary: ClassVar[str] = "nonlinear diffusion for any convex F(rho) (formula or Python subclass)"

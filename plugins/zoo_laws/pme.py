@@ -90,7 +90,7 @@ class PME(ParticleLaw):
     """Porous medium law, learned by regression on the blob particle flow.
 
     ``m``: exponent > 1 (none: 1 + 2/d for data of dimension d). The other options are those of
-    :class:`zoo.particles.ParticleLaw` (network output, mollifier width, recorded times, CFL).
+    :class:`zoo.particles.ParticleLaw` (network output, mollifier width rule, recorded times, CFL, particles, Chebyshev stages).
     """
 
     name: ClassVar[str] = "pme"

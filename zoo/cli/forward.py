@@ -49,8 +49,8 @@ def command(law_spec: str, data_spec: str, n: int | None, t_end: float | None, s
             bar.update(now - done[0])
             done[0] = now
 
-        snaps = list(flow(data, energy, times, eps=getattr(law, "eps", None), cfl=getattr(law, "cfl", 0.5),
-                          progress=progress))
+        options = law.flow_options(data, seeded_generator(seed)) if hasattr(law, "flow_options") else {}
+        snaps = list(flow(data, energy, times, progress=progress, **options))
     positions = np.stack([s.x.reshape(data.shape).float().numpy() for s in snaps])
     io.write_npz(out, times=np.array([s.t for s in snaps], dtype=np.float32), positions=positions)
     click.echo(f"wrote {len(snaps)} snapshots of {len(data)} particles to {out}", err=True)
