@@ -114,3 +114,20 @@ def test_learned_on_blob_flow_approximates_exact_velocity(output):
     else:
         with pytest.raises(ZooError, match="pressure"):
             field.pressure(x, torch.ones(500))
+
+
+def test_a_pressure_network_costs_one_nfe_per_stochastic_step():
+    """em on a scalar pressure network: grad p and p come from one evaluation, so the counted NFE
+    equals the budget, as for heat (equal-cost comparisons depend on it)."""
+    from zoo.contracts import BuildContext
+    from zoo.registry import get_registry
+    from zoo.sampling import generate
+
+    registry = get_registry()
+    law = registry.create("law", "pme:m=2:output=scalar")
+    data = registry.create("dataset", "gmm8")
+    net = registry.create("network", "mlp:width=16:depth=2").build(BuildContext((2,), "scalar", law, data))
+    field = law.field(net)
+    for nfe in (5, 12):
+        out = generate(law, field, registry.create("sampler", "em:alpha=1"), n=20, nfe=nfe, shape=(2,))
+        assert out.nfe == nfe

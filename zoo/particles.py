@@ -99,6 +99,14 @@ class ParticleField(Field):
         self.nfe += 1
         return self.network(x, t) - 0.5 * x.flatten(1).square().sum(1)
 
+    def grad_p_and_pressure(self, x: Tensor, t: Tensor) -> tuple[Tensor, Tensor]:
+        """One evaluation of the pressure network gives both (one NFE)."""
+        if self.output != "scalar":
+            return super().grad_p_and_pressure(x, t)
+        self.nfe += 1
+        r, q = _drift_and_q(self.network, x, t, self.output, create_graph=False)
+        return r.detach() - x, q.detach() - 0.5 * x.flatten(1).square().sum(1)
+
 
 @dataclass(frozen=True)
 class ParticleLaw(Law):

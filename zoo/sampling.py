@@ -23,7 +23,7 @@ class BatchInvariant(Field):
     CPU matrix kernels pick their blocking by the number of rows, so the same sample can get
     different low bits in a batch of 7 and in one of 1000. Calling the field only ever with
     CHUNK rows makes every sample's numbers independent of the batch it travels in.
-    One call of this wrapper counts one NFE, however many chunks it takes.
+    A call counts the inner field's evaluations for one chunk, however many chunks it takes.
     """
 
     def __init__(self, inner: Field, chunk: int = CHUNK) -> None:
@@ -32,16 +32,19 @@ class BatchInvariant(Field):
         self.chunk = chunk
 
     def _chunked(self, fn, x: Tensor, t: Tensor) -> list[Tensor]:
-        """fn(x, t) -> (tensor, ...) evaluated chunk by chunk; one list entry per output."""
-        self.nfe += 1
+        """fn(x, t) -> (tensor, ...) evaluated chunk by chunk; one list entry per output.
+        Counts what the inner field counted for one chunk: its evaluations of the network."""
         parts = []
         for start in range(0, x.shape[0], self.chunk):
+            before = self.inner.nfe
             xb, tb = x[start:start + self.chunk], t[start:start + self.chunk]
             pad = self.chunk - xb.shape[0]
             if pad:  # repeat the first row: padded rows must be valid inputs, then are dropped
                 xb = torch.cat([xb, xb[:1].expand(pad, *xb.shape[1:])])
                 tb = torch.cat([tb, tb[:1].expand(pad)])
             parts.append([out[: self.chunk - pad] for out in fn(xb, tb)])
+            if start == 0:
+                self.nfe += self.inner.nfe - before
         return [torch.cat(outs) for outs in zip(*parts)]
 
     def grad_p(self, x: Tensor, t: Tensor) -> Tensor:
