@@ -11,14 +11,6 @@ from zoo.errors import ZooError
 from zoo_laws.pme import barenblatt_radius, barenblatt_second_moment, relaxing_h
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Small kernels: OpenMP synchronisation costs more than it saves on a shared 2-core machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
 
 def dense_velocity(x, m, eps):
     """The blob velocity written out over all pairs in float64 (log-domain density)."""

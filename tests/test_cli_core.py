@@ -22,15 +22,6 @@ TINY_TRAIN = ["--law", "heat", "--network", "mlp:width=16:depth=1", "--dataset",
 EXACT = ["--law", "heat", "--network", "exact", "--dataset", "gmm8"]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Small models gain nothing from intra-op threads, and on a shared 2-core machine
-    OpenMP's spinning threads slow them down 10-30x: run single-threaded, then restore."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
 
 def zoo_cli(capsys, *args: str) -> tuple[int, str]:
     """Run `zoo ARGS` in-process: (exit status, stderr)."""

@@ -16,13 +16,6 @@ from zoo_laws.custom import Custom
 from zoo_laws.pme import barenblatt_radius
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
 
 def law(spec):
     return get_registry().create("law", spec)

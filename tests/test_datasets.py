@@ -11,14 +11,6 @@ from zoo.registry import get_registry
 TOYS = ["gmm8", "gmm25", "moons", "checkerboard", "swissroll"]
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny tensors: on a busy machine torch's thread pool makes each op many times slower."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
 
 def create(spec: str):
     return get_registry().create("dataset", spec)

@@ -1,17 +1,9 @@
 """`zoo forward`: the blob flow from the command line, and its one-line errors."""
 import numpy as np
 import pytest
-import torch
 
 from zoo.cli import main
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def run(args, capsys):

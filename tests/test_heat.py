@@ -12,14 +12,6 @@ from zoo_laws.heat import Heat, noise_scale
 from zoo_samplers import Heun
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny tensors: threads only contend with the other test runs on 2 cores."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
 
 def ring(std: float = 0.1, k: int = 8) -> GaussianMixture:
     angle = torch.arange(k) * 2 * math.pi / k

@@ -13,14 +13,6 @@ registry = get_registry()
 needs_heat = pytest.mark.skipif("heat" not in registry.names("law"), reason="the heat law plugin is not installed")
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny tensors: on a busy machine torch's thread pool makes each op many times slower."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
 
 def heat():
     return registry.create("law", "heat")

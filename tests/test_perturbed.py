@@ -17,14 +17,6 @@ from zoo_networks.perturbed import forward_marginal
 CASES = [("heat", "gmm8"), ("pme", "barenblatt")]
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Small kernels: a second thread only contends on a loaded machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
 
 def build(law: str, data: str, net: str):
     r = get_registry()

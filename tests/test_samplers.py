@@ -20,14 +20,6 @@ from zoo_laws.heat import Heat
 from zoo_samplers import RK45, DPMSolverPP, Euler, EulerMaruyama, Heun, PredictorCorrector
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny tensors: threads only contend with the other test runs on 2 cores."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
 
 def ring(dtype=torch.float64, std: float = 0.1) -> GaussianMixture:
     angle = torch.arange(8, dtype=dtype) * 2 * math.pi / 8

@@ -15,15 +15,6 @@ TINY = TrainConfig("heat", "mlp:width=16:depth=1", "gmm8:n_train=200", steps=30,
                    device="cpu", checkpoint_every=10)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Small models gain nothing from intra-op threads, and on a shared 2-core machine
-    OpenMP's spinning threads slow them down 10-30x: run single-threaded, then restore."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
 
 def weights(module: torch.nn.Module) -> dict[str, torch.Tensor]:
     return {k: v.detach().clone() for k, v in module.state_dict().items()}

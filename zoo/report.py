@@ -366,7 +366,6 @@ def plot_memorisation(entries: list[Entry], results: Results, floors: dict[str, 
         if held is not None:
             ax.hist(held, bins=bins, alpha=0.6, density=True, label="held-out")
         ax.axvline(1 / 3, color="k", ls="--", lw=1)
-        r = e.first
         ax.set(title=f"{e.label('law')} / {e.label('network')}\n{e.label('sampler')}", xlabel="d1 / d2")
         ax.title.set_fontsize(8)
         ax.legend(fontsize=7)
@@ -438,7 +437,7 @@ def write_html(results: Results, path: Path) -> None:
             parts.append(f"<h3>{html.escape(primary)} vs NFE</h3>" + _img(plot_nfe(entries, primary, floor), "nfe"))
             alpha = plot_alpha(entries, primary)
             if alpha:
-                parts.append(f"<h3>alpha sweeps</h3>" + _img(alpha, "alpha"))
+                parts.append("<h3>alpha sweeps</h3>" + _img(alpha, "alpha"))
         parts.append("<h3>samples (best row of each law / network)</h3>" + _img(plot_samples(entries, results, floors), "samples"))
         parts.append("<h3>memorisation: nearest / second-nearest train distance</h3>"
                      "<p class='note'>generated vs held-out real data; the dashed line is the d1 &lt; d2/3 "
