@@ -221,3 +221,16 @@ def test_evaluation_is_deterministic(gmm):
     data, ctx = gmm
     x = fresh(data, 300)
     assert evaluate(x, ctx) == evaluate(x.clone(), ctx)
+
+
+def test_reference_statistics_are_cached_on_disk_across_processes(tmp_path):
+    """Bench runs live in separate processes: the disk cache computes reference statistics once."""
+    from zoo_metrics import common
+
+    calls = []
+    compute = lambda: calls.append(1) or torch.arange(3.0)  # noqa: E731
+    key = ("fid-stats", "test", "abc")
+    first = common.cached(key, compute, str(tmp_path))
+    common._CACHE.clear()  # what a fresh worker process starts with
+    second = common.cached(key, compute, str(tmp_path))
+    assert calls == [1] and torch.equal(first, second) and len(list(tmp_path.glob("*.pt"))) == 1

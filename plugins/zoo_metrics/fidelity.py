@@ -111,7 +111,7 @@ class Fidelity(Metric):
                 outs.append([o.float().cpu() for o in net(rgb)])
             return torch.cat([o[0] for o in outs]), torch.cat([o[1] for o in outs])
 
-        return cached(("inception", _sha256(path), fingerprint(x)), run) if cache else run()
+        return cached(("inception", _sha256(path), fingerprint(x)), run, ctx.cache_dir) if cache else run()
 
     def compute(self, samples: Tensor, ctx: EvalContext) -> dict[str, float]:
         from torch_fidelity.metric_fid import fid_features_to_statistics, fid_statistics_to_metric
