@@ -82,7 +82,24 @@ def registered(*plugins: object, registry: Registry | None = None, strict: bool 
 
 
 @dataclass(frozen=True)
-class TinyMixture(Dataset):
+class _Drawn(Dataset):
+    """Splits and labels drawn from seeded stream 0 (train) or 1 (held out) by ``_draw``."""
+
+    def _draw(self, stream: int) -> tuple[Tensor, Tensor]:
+        raise NotImplementedError
+
+    def train(self) -> Tensor:
+        return self._draw(0)[0]
+
+    def test(self) -> Tensor:
+        return self._draw(1)[0]
+
+    def labels(self, split: str) -> Tensor:
+        return self._draw(0 if split == "train" else 1)[1]
+
+
+@dataclass(frozen=True)
+class TinyMixture(_Drawn):
     """A mixture of ``k`` Gaussians on a circle of radius ``radius`` in ``dim`` dimensions,
     with ``n`` train and ``n`` test points; the exact density is known (``exact``)."""
 
@@ -114,18 +131,9 @@ class TinyMixture(Dataset):
         noise = torch.randn(self.n, self.dim, generator=g, dtype=torch.float64)
         return (self.exact.means[labels] + self.std * noise).float(), labels
 
-    def train(self) -> Tensor:
-        return self._draw(0)[0]
-
-    def test(self) -> Tensor:
-        return self._draw(1)[0]
-
-    def labels(self, split: str) -> Tensor:
-        return self._draw(0 if split == "train" else 1)[1]
-
 
 @dataclass(frozen=True)
-class TinyImages(Dataset):
+class TinyImages(_Drawn):
     """``n`` one-channel ``size`` x ``size`` images in [-1, 1]: a bright square whose position is
     the class label (4 classes). For checking image networks and metrics quickly."""
 
@@ -150,15 +158,6 @@ class TinyImages(Dataset):
             r, c = divmod(label, 2)
             images[i, 0, r * half:(r + 1) * half, c * half:(c + 1) * half] = 1.0
         return (images + 0.05 * torch.randn(images.shape, generator=g)).clamp(-1, 1), labels
-
-    def train(self) -> Tensor:
-        return self._draw(0)[0]
-
-    def test(self) -> Tensor:
-        return self._draw(1)[0]
-
-    def labels(self, split: str) -> Tensor:
-        return self._draw(0 if split == "train" else 1)[1]
 
 
 # --------------------------------------------------------------------------- a tiny network
