@@ -40,7 +40,7 @@ def test_barenblatt_sampler_exact(d, m):
 def test_default_m_and_options():
     assert PME().exponent(2) == 2.0 and PME().exponent(64) == pytest.approx(1 + 2 / 64)
     assert PME(m=3).exponent(2) == 3.0
-    assert PME(output="scalar").network_output == "scalar" and PME().network_output == "vector"
+    assert PME(output="vector").network_output == "vector" and PME().network_output == "scalar"
     registry = get_registry()
     for spec, match in [("pme:m=1", "m must be"), ("pme:m=0.5", "m must be"), ("pme:output=tensor", "output"),
                         ("pme:eps=-1", "eps"), ("pme:mm=2", "unknown option"), ("pme:width=wide", "width"),

@@ -112,8 +112,9 @@ class ParticleField(Field):
 class ParticleLaw(Law):
     """A law learned on its blob particle flow: subclasses give :meth:`energy`.
 
-    ``output``: ``vector`` (the network predicts grad p + x) or ``scalar`` (a pressure network,
-    needed by stochastic samplers). ``width``: the blob mollifier's width rule: ``spacing``
+    ``output``: ``scalar`` (default: a pressure network, grad p by autograd: a gradient field by
+    construction, and the pressure that stochastic samplers need; about 1.5x the cost of a training
+    step of the other) or ``vector`` (the network predicts grad p + x; deterministic samplers only). ``width``: the blob mollifier's width rule: ``spacing``
     (fixed: ``eps``, none: twice the data's mean nearest-neighbour distance), ``scaled``
     (e(t) = c times the particles' RMS radius, c calibrated so that draws of the stationary law
     are stationary in the mean, :func:`zoo.blob.calibrate_scale`; keeps the second moment right
@@ -129,7 +130,7 @@ class ParticleLaw(Law):
     samples as well as 1000 or 2000 particles.
     """
 
-    output: str = "vector"
+    output: str = "scalar"
     width: str = "auto"
     eps: float | None = None
     records: int = 64
