@@ -229,9 +229,18 @@ def test_train_bad_input(capsys, tmp_path, args, message):
     assert not (tmp_path / "run" / "checkpoint.pt").exists()
 
 
+def test_network_that_does_not_fit_leaves_out_free_for_another_config(capsys, tmp_path):
+    base = ["train", "--law", "heat", "--dataset", "gmm8:n_train=200", "--steps", "2", "--device", "cpu",
+            "--out", tmp_path / "run"]
+    assert "needs images" in one_line_error(capsys, *base, "--network", "unet")
+    assert not (tmp_path / "run" / "config.json").exists()
+    assert zoo_cli(capsys, *base, "--network", "mlp:width=8:depth=1")[0] == 0
+
+
 def test_train_checks_output_before_work_and_refuses_another_config(capsys, tmp_path, checkpoint):
     (tmp_path / "file").write_text("")
-    assert "cannot write" in one_line_error(capsys, "train", *TINY_TRAIN, "--out", tmp_path / "file" / "run")
+    assert "/file' is a file, not a folder" in one_line_error(capsys, "train", *TINY_TRAIN,
+                                                                "--out", tmp_path / "file" / "run")
     line = one_line_error(capsys, "train", *TINY_TRAIN, "--steps", "31", "--out", checkpoint)
     assert "different config (steps differ)" in line
 
@@ -241,3 +250,7 @@ def test_console_script_prints_one_line(tmp_path):
                            "--out", str(tmp_path / "x.npz")], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines() == ["zoo: sampler 'heun': unknown option 'foo' (options: grid)"]
+
+
+def test_missing_plugins_dir_is_refused(capsys, tmp_path):
+    assert "does not exist" in one_line_error(capsys, "--plugins-dir", tmp_path / "none", "plugins")

@@ -63,6 +63,7 @@ def test_table_prints_floors_and_the_protocol(tmp_path, capsys, data):
     ({"samples": np.zeros((4, 3))}, "needs (n, 2)"),
     ({"samples": np.array([[0.0, 1.0], [np.nan, 2.0]])}, "NaN"),
     ({"samples": np.array([["a", "b"], ["c", "d"]])}, "must be numbers"),
+    ({"samples": np.full((4, 2), 1e30, dtype=np.float32)}, "too large"),
 ])
 def test_bad_input_is_one_line_and_exit_2(tmp_path, capsys, samples, message):
     path = tmp_path / "bad.npz"
@@ -82,3 +83,10 @@ def test_unknown_or_inapplicable_metric(tmp_path, capsys, data):
     assert code == 2 and "does not apply" in err
     code, _, err = run(capsys, "--dataset", GMM, "--samples", str(path), "--metrics", "velocity_error")
     assert code == 2 and "needs a trained field" in err
+
+
+def test_unknown_device_is_refused(tmp_path, capsys, data):
+    path = tmp_path / "s.npz"
+    np.savez(path, samples=data.test()[:20].numpy())
+    code, _, err = run(capsys, "--dataset", GMM, "--samples", str(path), "--device", "tpu", "--no-floors")
+    assert code == 2 and err.count("\n") == 1 and "unknown device 'tpu'" in err

@@ -110,3 +110,10 @@ def test_report_merges_folders_and_refuses_missing_results(results: Path, tmp_pa
     (out / "bad" / "results.json").write_text("[{")
     with pytest.raises(ZooError, match="not valid JSON"):
         write_report([out / "bad"])
+    (out / "bad" / "results.json").write_text("[1, 2]")
+    with pytest.raises(ZooError, match="list of bench result rows"):
+        write_report([out / "bad"])
+    (out / "bad" / "results.json").write_text("[]")
+    (out / "bad" / "floors.json").write_text("{x")
+    with pytest.raises(ZooError, match="floors.json' is not valid JSON"):
+        write_report([out / "bad"])

@@ -63,6 +63,10 @@ def check_samples(samples: Tensor | np.ndarray, dataset: Dataset) -> Tensor:
     bad = int((~torch.isfinite(samples.flatten(1))).any(1).sum())
     if bad:
         raise ZooError(f"{bad} of {len(samples)} samples contain NaN or inf")
+    # distances between samples must not overflow float32 in the metrics' kernels
+    huge = int((~torch.isfinite((2 * samples.flatten(1)).square().sum(1))).sum())
+    if huge:
+        raise ZooError(f"{huge} of {len(samples)} samples are too large (squared distances overflow float32)")
     return samples
 
 

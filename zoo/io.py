@@ -88,6 +88,11 @@ def writable_file(path: str | Path) -> Path:
 def writable_dir(path: str | Path) -> Path:
     """Create folder ``path`` if needed and check that files can be written in it."""
     path = Path(path)
+    for above in (path, *path.parents):  # the nearest existing ancestor must be a folder
+        if above.exists():
+            if not above.is_dir():
+                raise ZooError(f"cannot write to {str(path)!r}: {str(above)!r} is a file, not a folder")
+            break
     try:
         path.mkdir(parents=True, exist_ok=True)
         # os.access says yes to root even on read-only mounts: really write a probe

@@ -76,13 +76,17 @@ def load(dirs: list[str | Path]) -> Results:
             raise ZooError(f"no results.json in {str(d)!r} (run `zoo bench --out {d}` first)") from None
         except ValueError as exc:
             raise ZooError(f"{str(path)!r} is not valid JSON: {exc}") from None
-        if not isinstance(part, list):
-            raise ZooError(f"{str(path)!r} should hold a list of rows")
+        if not isinstance(part, list) or not all(isinstance(row, dict) and "run" in row for row in part):
+            raise ZooError(f"{str(path)!r} should hold a list of bench result rows")
         rows += part
         for row in part:
             where[row["run"]] = d / "runs" / row["run"]
         if (d / "floors.json").exists():
-            for name, values in json.loads((d / "floors.json").read_text()).items():
+            try:
+                stored = json.loads((d / "floors.json").read_text())
+            except ValueError as exc:
+                raise ZooError(f"{str(d / 'floors.json')!r} is not valid JSON: {exc}") from None
+            for name, values in stored.items():
                 floors.setdefault(name, values)
                 if "run" in values:
                     where[values["run"]] = d / "runs" / values["run"]

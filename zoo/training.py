@@ -292,6 +292,8 @@ def _train(config: TrainConfig, law: Law, network: Network, dataset: Dataset, ou
     if ddp.world > config.batch_size:
         raise ZooError(f"batch size {config.batch_size} is smaller than the {ddp.world} processes")
     writer = out is not None and ddp.rank == 0
+    # built before anything is written, so a network that cannot fit the data leaves OUT untouched
+    module = _build_module(config, law, network, dataset).to(device)
 
     ck = None
     if out is not None:
@@ -310,7 +312,6 @@ def _train(config: TrainConfig, law: Law, network: Network, dataset: Dataset, ou
     prepared = {k: v.to(device) for k, v in _prepare(law, dataset, config, out, ddp).items()}
     n_data = next(iter(prepared.values())).shape[0]
 
-    module = _build_module(config, law, network, dataset).to(device)
     ema = copy.deepcopy(module).requires_grad_(False)
     optimizer = torch.optim.Adam(module.parameters(), lr=config.lr)
     start, losses = 0, []

@@ -37,7 +37,8 @@ class LazyGroup(click.Group):
 
 
 @click.group(cls=LazyGroup)
-@click.option("--plugins-dir", multiple=True, type=click.Path(), help="Also load single-file plugins from this folder.")
+@click.option("--plugins-dir", multiple=True, type=click.Path(exists=True, file_okay=False),
+              help="Also load single-file plugins from this folder.")
 @click.version_option(package_name="zoo")
 def cli(plugins_dir: tuple[str, ...]) -> None:
     """zoo: compare diffusion laws, velocity networks and samplers side by side."""

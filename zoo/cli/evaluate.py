@@ -55,10 +55,11 @@ def command(dataset_spec: str, samples_path: str, metrics: tuple[str, ...], as_j
             seed: int, device: str) -> None:
     """Evaluate samples, from zoo or any other tool, with the metric suite (METRICS.md)."""
     from zoo import evaluation
+    from zoo.devices import resolve_device
 
     dataset = get_registry().create("dataset", dataset_spec)
     samples = evaluation.check_samples(load_samples(samples_path), dataset)
-    ctx = evaluation.context(dataset, seed=seed, device=device)
+    ctx = evaluation.context(dataset, seed=seed, device=str(resolve_device(device)))
     chosen = evaluation.select(ctx, split_list(metrics) if metrics else None)
     if metrics and not chosen:
         raise ZooError(f"none of the metrics {', '.join(split_list(metrics))} can run on a samples file "
