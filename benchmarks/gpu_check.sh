@@ -20,9 +20,9 @@ python3 -c "import torch; print('torch', torch.__version__, 'cuda', torch.cuda.i
 
 run() {  # name, then the command: wall time into timings.txt
   local name=$1; shift
-  local start=$(date +%s.%N)
+  local start=$(date +%s%N)
   "$@" > "$out/$name.log" 2>&1
-  echo "$name $(echo "$(date +%s.%N) - $start" | bc) s" | tee -a "$out/timings.txt"
+  echo "$name $(( ($(date +%s%N) - start) / 1000000 )) ms" | tee -a "$out/timings.txt"
 }
 # the same digits smoke bench on CUDA and on the CPU: rows must agree in kind, FID close
 run bench-cuda zoo bench --plugins heat,pme --dataset digits --budget smoke --device cuda --out "$out/cuda"
