@@ -121,6 +121,11 @@ class Dataset(Plugin):
         return len(self.shape) == 3
 
 
+def per_sample(v: Tensor, like: Tensor) -> Tensor:
+    """A per-sample quantity (n,) as (n, 1, ..., 1) in like's dtype, broadcastable over like (n, *shape)."""
+    return v.reshape(-1, *([1] * (like.dim() - 1))).to(like.dtype)
+
+
 # --------------------------------------------------------------------------- fields
 
 

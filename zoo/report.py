@@ -323,12 +323,17 @@ def _best(entries: list[Entry]) -> list[Entry]:
     return [part[0] for _, part in sorted(_fields(entries).items())]
 
 
+def _best_arrays(entries: list[Entry], results: Results, key: str) -> list[tuple[Entry, np.ndarray]]:
+    """(entry, its run's array ``key``) for the best entry of each (law, network) that stored one."""
+    pairs = [(e, _npz(results, e.first["run"], key)) for e in _best(entries)]
+    return [(e, x) for e, x in pairs if x is not None]
+
+
 def plot_samples(entries: list[Entry], results: Results, floors: dict[str, Any] | None) -> str | None:
     """Scatter plots (low-dim, over the training points in grey) or image grids of the best entry
     of each (law, network)."""
     train = _npz(results, floors["run"], "train") if floors and "run" in floors else None
-    shown = [(e, _npz(results, e.first["run"], "samples")) for e in _best(entries)]
-    shown = [(e, x) for e, x in shown if x is not None]
+    shown = _best_arrays(entries, results, "samples")
     if not shown:
         return None
     fig, axes = _subplots(len(shown), 3.4, 3.4)
@@ -359,8 +364,7 @@ def plot_samples(entries: list[Entry], results: Results, floors: dict[str, Any] 
 def plot_memorisation(entries: list[Entry], results: Results, floors: dict[str, Any] | None) -> str | None:
     """Histograms of d1/d2 (nearest / second-nearest train distance): generated vs held-out."""
     held = _npz(results, floors["run"], "nn_ratio") if floors and "run" in floors else None
-    shown = [(e, _npz(results, e.first["run"], "nn_ratio")) for e in _best(entries)]
-    shown = [(e, x) for e, x in shown if x is not None]
+    shown = _best_arrays(entries, results, "nn_ratio")
     if not shown:
         return None
     fig, axes = _subplots(len(shown), 3.4, 2.8)

@@ -17,7 +17,7 @@ from torch import Tensor, nn
 import zoo
 from zoo import particles
 from zoo.blob import PowerEnergy
-from zoo.contracts import Field, GaussianMixture, Law
+from zoo.contracts import Field, GaussianMixture, Law, per_sample
 
 T_DISTS = ("log", "logsnr", "uniform")
 ROUTES = ("dsm", "blob")
@@ -26,11 +26,6 @@ ROUTES = ("dsm", "blob")
 def noise_scale(t: Tensor) -> Tensor:
     """s_t = sqrt(1 - e^-2t), accurate for small t (expm1)."""
     return torch.sqrt(-torch.expm1(-2.0 * t))
-
-
-def _per_sample(t: Tensor, x: Tensor) -> Tensor:
-    """t (n,) -> (n, 1, ..., 1) broadcastable over x (n, *shape)."""
-    return t.reshape(-1, *([1] * (x.dim() - 1))).to(x.dtype)
 
 
 class NoiseField(Field):
@@ -42,7 +37,7 @@ class NoiseField(Field):
 
     def grad_p(self, x: Tensor, t: Tensor) -> Tensor:
         self.nfe += 1
-        return -self.network(x, t) / _per_sample(noise_scale(t), x)
+        return -self.network(x, t) / per_sample(noise_scale(t), x)
 
 
 class MixtureField(Field):
@@ -172,7 +167,7 @@ class Heat(Law):
 
     def diffuse(self, x0: Tensor, t: Tensor, z: Tensor) -> Tensor:
         """The forward marginal x_t = e^-t x0 + s_t z; x0, z (n, *shape), t (n,)."""
-        t = _per_sample(t, x0)
+        t = per_sample(t, x0)
         return torch.exp(-t) * x0 + noise_scale(t) * z
 
     def loss(self, network: nn.Module, batch: dict[str, Tensor], generator: torch.Generator) -> Tensor:

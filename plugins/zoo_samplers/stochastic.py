@@ -8,15 +8,10 @@ from typing import ClassVar
 import torch
 from torch import Tensor
 
-from zoo.contracts import Alpha, Law, Noise, ReverseProcess
+from zoo.contracts import Alpha, Law, Noise, ReverseProcess, per_sample
 from zoo_samplers.base import GridSampler, intervals
 
 SCHEDULES = ("const", "linear")
-
-
-def _per_sample(v: Tensor, x: Tensor) -> Tensor:
-    """(n,) -> (n, 1, ..., 1) broadcastable over x (n, *shape)."""
-    return v.reshape(-1, *([1] * (x.dim() - 1)))
 
 
 def _em_step(process: ReverseProcess, x: Tensor, t: float, h: float, noise: Noise | None) -> Tensor:
@@ -24,7 +19,7 @@ def _em_step(process: ReverseProcess, x: Tensor, t: float, h: float, noise: Nois
     if noise is None:
         return x + h * process.drift(x, t)
     drift, std = process.sde_terms(x, t)
-    return x + h * drift + math.sqrt(h) * _per_sample(std, x) * noise.randn().to(x.dtype)
+    return x + h * drift + math.sqrt(h) * per_sample(std, x) * noise.randn().to(x.dtype)
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,7 @@ from typing import ClassVar, Iterator
 import torch
 from torch import Tensor, nn
 
-from zoo.contracts import Barenblatt, Dataset, Field, FunctionField, GaussianMixture, KINDS, Plugin, seeded_generator
+from zoo.contracts import Barenblatt, Dataset, Field, FunctionField, GaussianMixture, KINDS, Plugin, per_sample, seeded_generator
 from zoo.hookspecs import hookimpl
 from zoo.registry import Registry, get_registry
 
@@ -200,7 +200,7 @@ class RelaxingGaussian:
 
     def grad_p(self, x: Tensor, t: Tensor) -> Tensor:
         """x (n, *shape), t (n,) -> (n, *shape)."""
-        h2 = self.h(t).to(x.dtype).reshape(-1, *([1] * (x.dim() - 1))) ** 2
+        h2 = per_sample(self.h(t), x) ** 2
         return -self.sigma**2 * x / h2
 
     def pressure(self, x: Tensor, t: Tensor) -> Tensor:
@@ -257,7 +257,7 @@ class RelaxingBarenblatt:
         return (1 + (self.h0**self.lam - 1) * torch.exp(-self.lam * t)) ** (1 / self.lam)
 
     def grad_p(self, x: Tensor, t: Tensor) -> Tensor:
-        scale = self.h(t).to(x.dtype).reshape(-1, *([1] * (x.dim() - 1))) ** -self.lam
+        scale = per_sample(self.h(t), x) ** -self.lam
         return -scale * x
 
     def pressure(self, x: Tensor, t: Tensor) -> Tensor:
