@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from zoo.bench import budget, load_suite, make_sweep, plan, prepare_out
+from zoo.bench import budget, load_suite, make_row, make_sweep, plan, prepare_out
 from zoo.errors import ZooError
 from zoo.registry import get_registry
 from zoo.report import write_report
@@ -78,6 +78,47 @@ def test_plan_is_content_hashed_and_follows_the_grids() -> None:
     assert {len(v) for k, v in per_sampler.items() if k[1].startswith("euler")} == {2}
 
 
+def _samples(sweep) -> list[dict]:
+    return [j for j in plan(sweep) if j["spec"]["kind"] == "sample"]
+
+
+def _alphas(jobs: list[dict], name: str) -> set[float]:
+    return {j["spec"]["alpha"] for j in jobs if j["spec"]["sampler"].split(":")[0] == name}
+
+
+def test_alpha_zero_twin_of_a_deterministic_sampler_is_left_out() -> None:
+    b = budget("smoke").replace(alpha=[0.0, 1.0])
+    notes: list[str] = []
+    sweep = make_sweep(["heat"], [DATA], b, notes=notes)
+    jobs = _samples(sweep)
+    em0, euler = "em:alpha=0.0:grid=geometric:schedule=const", "euler:grid=geometric"
+    assert _alphas(jobs, "em") == {1.0}  # em at alpha = 0 is euler, step for step
+    assert _alphas(jobs, "pc") == {0.0, 1.0}  # pc at alpha = 0 still runs its Langevin corrector
+    assert notes == [f"{em0} gives exactly the samples of {euler}: left out (the {euler} rows stand for it)"]
+    rows = [make_row(j, {"status": "ok", "nfe": 5, "metrics": {}}, sweep, {}) for j in jobs]
+    assert {r["sampler"] for r in rows if r["protocol"].get("stands_for") == [em0]} == {euler}
+    assert all("stands_for" not in r["protocol"] for r in rows if r["sampler"] != euler)
+    # em named without alpha is swept over the grid; without euler in the bench its alpha = 0 stays
+    assert _alphas(_samples(make_sweep(["heat", "em"], [DATA], b)), "em") == {0.0, 1.0}
+    # named with alpha = 0 it runs as asked, beside euler
+    notes.clear()
+    named = _samples(make_sweep(["heat", "em:alpha=0", "euler"], [DATA], b, notes=notes))
+    assert _alphas(named, "em") == {0.0} and _alphas(named, "euler") == {0.0} and notes == []
+
+
+def test_adaptive_sampler_runs_once_per_tolerance_without_an_nfe_budget() -> None:
+    sweep = make_sweep(["heat", "rk45:rtol=1e-2:atol=1e-2", "rk45:rtol=1e-3:atol=1e-3", "euler"], [DATA],
+                       budget("smoke"))
+    jobs = _samples(sweep)
+    rk45 = [j["spec"] for j in jobs if j["spec"]["sampler"].startswith("rk45")]
+    per_field = {(s["network"], s["law"], s["seed"]) for s in rk45}
+    assert len(rk45) == 2 * len(per_field) and {s["nfe"] for s in rk45} == {None}
+    assert {j["spec"]["nfe"] for j in jobs if j["spec"]["sampler"].startswith("euler")} == {5, 10}
+    row = make_row(next(j for j in jobs if j["spec"]["sampler"].startswith("rk45")),
+                   {"status": "ok", "nfe": 43, "metrics": {}}, sweep, {})
+    assert row["nfe_budget"] is None and row["nfe"] == 43
+
+
 def test_smoke_bench_end_to_end(smoke) -> None:
     smoke = smoke[0]
     rows = json.loads((smoke / "results.json").read_text())
@@ -96,6 +137,7 @@ def test_smoke_bench_end_to_end(smoke) -> None:
     for r in rows:
         assert applicable <= set(r["metrics"]), sorted(r["metrics"])
         assert r["nfe"] >= 1 and r["protocol"]["n_generated"] == 200
+        assert (r["nfe_budget"] is None) == r["sampler"].startswith("rk45")  # adaptive: no budget, counted NFE
         for key in ("time_grid", "training_steps", "ema", "device", "versions", "reference_split"):
             assert key in r["protocol"]
         assert (smoke / "runs" / r["run"] / "samples.npz").exists()

@@ -12,6 +12,8 @@ import pytest
 import torch
 
 import zoo
+import zoo.errors
+import zoo.io
 from zoo.cli import main
 from zoo.contracts import seeded_generator
 from zoo.registry import get_registry
@@ -101,6 +103,16 @@ def test_train_then_sample_has_shape_and_counted_nfe(capsys, tmp_path, checkpoin
     assert out["grid"].shape == (8,)
     protocol = json.loads(str(out["protocol"]))
     assert protocol["nfe"] == 7 and protocol["training"]["steps"] == 30
+
+
+def test_adaptive_sampler_records_its_counted_nfe_and_no_budget(capsys, tmp_path):
+    code, err = zoo_cli(capsys, "sample", *EXACT, "--sampler", "rk45:rtol=1e-3:atol=1e-3", "--n", 10,
+                        "--device", "cpu", "--out", tmp_path / "s.npz")
+    assert code == 0, err
+    out = read(tmp_path / "s.npz")
+    protocol = json.loads(str(out["protocol"]))
+    assert protocol["nfe_budget"] is None and protocol["nfe"] == int(out["nfe"]) > 7  # 1 + 6 per step
+    assert f"({int(out['nfe'])} NFE each)" in err
 
 
 def test_sample_does_not_depend_on_batch_size(capsys, tmp_path, checkpoint):
@@ -193,6 +205,7 @@ def test_sampler_that_does_not_support_the_law(capsys, tmp_path):
     (["--sampler", "heun", "--checkpoint", "CKPT", *EXACT], "not both"),
     (["--sampler", "heun", "--law", "heat", "--network", "mlp", "--dataset", "gmm8"], "is learned"),
     (["--sampler", "heun", "--device", "nosuch", *EXACT], "unknown device"),
+    (["--sampler", "rk45", "--nfe", "20", *EXACT], "sampler 'rk45' is adaptive: its tolerances, not --nfe, set its steps"),
 ])
 def test_sample_bad_input(capsys, tmp_path, checkpoint, args, message):
     args = [str(checkpoint) if a == "CKPT" else a for a in args]
@@ -212,6 +225,24 @@ def test_missing_corrupt_checkpoint_and_unwritable_output(capsys, tmp_path, chec
     assert "cannot write" in one_line_error(capsys, *sample, "--checkpoint", checkpoint,
                                             "--out", tmp_path / "file" / "x.npz")
     assert "is a directory" in one_line_error(capsys, *sample, "--checkpoint", checkpoint, "--out", tmp_path)
+
+
+@pytest.mark.skipif(not Path("/proc/self").is_dir(), reason="needs Linux's /proc, where files cannot be created")
+def test_unwritable_output_names_the_path_and_the_reason(capsys, tmp_path):
+    line = one_line_error(capsys, "sample", "--sampler", "euler", *EXACT, "--n", 5, "--out", "/proc/x.npz")
+    assert line == "zoo: cannot write '/proc/x.npz': No such file or directory"
+
+
+@pytest.mark.parametrize("write", [
+    lambda path: zoo.io.write_npz(path, x=np.zeros(2)), lambda path: zoo.io.write_json(path, {}),
+    lambda path: zoo.io.write_text(path, "x"), lambda path: zoo.io.save_torch(path, {}),
+])
+def test_failed_atomic_writes_name_the_path(tmp_path, write):
+    target = tmp_path / "gone" / "x.out"  # its folder does not exist: the temporary file cannot be made
+    with pytest.raises(zoo.errors.ZooError) as error:
+        write(target)
+    assert str(error.value) == f"cannot write {str(target)!r}: No such file or directory"
+    assert not (tmp_path / "gone").exists()
 
 
 @pytest.mark.parametrize("args, message", [

@@ -124,3 +124,91 @@ def test_a_pressure_network_costs_one_nfe_per_stochastic_step():
     for nfe in (5, 12):
         out = generate(law, field, registry.create("sampler", "em:alpha=1"), n=20, nfe=nfe, shape=(2,))
         assert out.nfe == nfe
+
+
+def test_source_route_of_a_point_mass_is_the_relaxing_barenblatt():
+    """route=source: for data a point mass at 0, E[B | x] = x / b, so grad p = -b^-lambda x, the
+    relaxing Barenblatt from h0 -> 0 (MATH.md section 4), and the reverse ODE is the dilation
+    X_t_min = b(t_min)/b(T) X_T (a sign or power error in b^(1-lambda) would break both)."""
+    from zoo_laws.pme import SourceField, relaxing_h, source_scale
+
+    d, m = 3, 2.0
+    law = PME(m=m, route="source")
+    lam, sigma = law.source_constants(d)
+    assert lam == d * (m - 1) + 2 and sigma**2 == pytest.approx(barenblatt_second_moment(d, m) / d)
+    t = torch.tensor([1e-3, 0.1, 1.0, 5.0], dtype=torch.float64)
+    assert torch.allclose(source_scale(t, lam), relaxing_h(t, 1e-9, d, m), rtol=1e-6)
+
+    class PointMassOracle(torch.nn.Module):  # E[B | x] / sigma for data = delta_0
+        def forward(self, x, t):
+            return x / (source_scale(t.double(), lam).to(x.dtype)[:, None] * sigma)
+
+    field = SourceField(PointMassOracle(), law)
+    x = barenblatt_sample(6, d, m, seeded_generator(0), h=0.3).float()
+    for tt in (0.01, 0.5):
+        ts = torch.full((6,), tt)
+        h = float(relaxing_h(torch.tensor(tt, dtype=torch.float64), 1e-9, d, m))
+        assert torch.allclose(field.grad_p(x, ts), -h ** (-lam) * x, rtol=1e-4)
+    out = generate(law, field, get_registry().create("sampler", "heun"), n=200, nfe=200, shape=(d,), seed=2)
+    ratio = float(out.samples.norm(dim=1).mean() / barenblatt_sample(200, d, m, seeded_generator(9)).norm(dim=1).mean())
+    b = source_scale(torch.tensor([law.t_min, law.T], dtype=torch.float64), lam)
+    assert ratio == pytest.approx(float(b[0] / b[1]), rel=0.1)
+
+
+def test_source_route_learns_the_marginal_velocity_and_refuses_noise():
+    """Train on two data points in d = 2: the learned grad p matches the exact flow-matching field
+    -b^(1-lambda) E[B | x], E[B | x] = sum_j w_j (x - e^-t y_j)/b with w_j proportional to
+    rho_inf((x - e^-t y_j)/b); stochastic samplers are refused in one line (no pressure)."""
+    from zoo.contracts import BuildContext
+    from zoo_laws.pme import source_scale
+
+    registry = get_registry()
+    d, m = 2, 2.0
+    law = registry.create("law", f"pme:m={m}:route=source:T=2:t_min=0.05")
+    lam, sigma = law.source_constants(d)
+    points = torch.tensor([[-1.0, 0.0], [1.0, 0.5]])
+    net = registry.create("network", "mlp:width=64:depth=3").build(
+        BuildContext((d,), law.network_output, law, registry.create("dataset", "gmm8")))
+    opt = torch.optim.Adam(net.parameters(), lr=3e-3)
+    gen = torch.Generator().manual_seed(0)
+    for _ in range(600):
+        opt.zero_grad()
+        law.loss(net, {"x0": points[torch.randint(2, (256,), generator=gen)]}, gen).backward()
+        opt.step()
+    field = law.field(net)
+    t = 0.3
+    b, decay, radius = float(source_scale(torch.tensor(t), lam)), math.exp(-t), barenblatt_radius(d, m)
+    x = (decay * points[torch.randint(2, (400,), generator=gen)] + b * law.prior(400, (d,), gen)).double()
+    rel = (x[:, None] - decay * points.double()[None]) / b  # (400, 2, d): B if x came from point j
+    w = (radius**2 - rel.square().sum(-1)).clamp_min(0) ** (1 / (m - 1))
+    w = w / w.sum(1, keepdim=True)
+    exact = -b ** (1 - lam) * (w[..., None] * rel).sum(1)
+    with torch.no_grad():
+        learned = field.grad_p(x.float(), torch.full((400,), t)).double()
+    assert float((learned - exact).norm() / exact.norm()) < 0.15
+    with pytest.raises(ZooError, match="stochastic: its noise needs the pressure"):
+        generate(law, field, registry.create("sampler", "em:alpha=1"), n=10, nfe=5, shape=(d,))
+    assert not registry.create("sampler", "pc").supports(law) and registry.create("sampler", "heun").supports(law)
+
+
+def test_route_option_is_checked_and_source_route_conforms():
+    from zoo.testing import check_law
+
+    report = check_law("pme:route=source:m=2")  # raises on any breach of the law contract
+    assert "refused" in report["pressure_ratio"]  # no pressure: deterministic samplers only
+    with pytest.raises(ZooError, match="route must be one of blob, source"):
+        get_registry().create("law", "pme:route=dsm")
+
+
+def test_source_route_is_not_the_pme_for_spread_data():
+    """What the docstring claims of the surrogate: from a Barenblatt of h0 = 0.5 its second moment
+    e^-2t h0^2 + b(t)^2 (in units of rho_inf's) overshoots the PME's h(t)^2 by up to 41 %."""
+    from zoo_laws.pme import relaxing_h, source_scale
+
+    t = torch.logspace(-4, 1, 2000, dtype=torch.float64)
+    for d in (2, 64):
+        m = 1 + 2 / d
+        lam = d * (m - 1) + 2
+        ratio = (torch.exp(-2 * t) * 0.25 + source_scale(t, lam) ** 2) / relaxing_h(t, 0.5, d, m) ** 2
+        assert float(ratio.max()) == pytest.approx(1.41, abs=0.01)
+        assert float(ratio[-1]) == pytest.approx(1.0, abs=1e-6)  # both end at rho_inf

@@ -124,6 +124,29 @@ def test_samples_do_not_depend_on_the_batch(problem, spec):
     assert not torch.allclose(large.samples, other.samples, atol=1e-3)  # the seed matters
 
 
+@pytest.mark.parametrize("spec", ["em:alpha=0", "em:alpha=0:schedule=linear:grid=uniform"])
+def test_em_at_alpha_zero_gives_exactly_its_deterministic_twin(problem, spec):
+    registry = get_registry()
+    sampler = registry.create("sampler", spec)
+    twin = registry.create("sampler", sampler.deterministic_twin())
+    assert twin.name == "euler" and twin.grid == sampler.grid
+    run = lambda s: generate(problem.law, problem.field, s, n=20, nfe=9, shape=(2,), seed=4)  # noqa: E731
+    ours, theirs = run(sampler), run(twin)
+    assert torch.equal(ours.samples, theirs.samples) and ours.nfe == theirs.nfe == 9
+    assert not torch.equal(run(registry.create("sampler", "em:alpha=0.01")).samples, theirs.samples)
+    for other in ("em:alpha=0.01", "pc:alpha=0", "euler", "heun", "rk45", "dpmpp"):
+        assert registry.create("sampler", other).deterministic_twin() is None
+
+
+def test_rk45_alone_is_adaptive_and_ignores_the_nfe_budget(problem):
+    registry = get_registry()
+    assert {n for n in registry.names("sampler") if registry.create("sampler", n).adaptive} >= {"rk45"}
+    assert not any(registry.create("sampler", n).adaptive for n in ("euler", "heun", "dpmpp", "em", "pc"))
+    sampler = RK45(rtol=1e-3, atol=1e-3)
+    few, many = (generate(problem.law, problem.field, sampler, n=10, nfe=k, shape=(2,), seed=2) for k in (5, 500))
+    assert torch.equal(few.samples, many.samples) and few.nfe == many.nfe > 5
+
+
 def test_em_schedule_is_linear_in_t():
     alpha = EulerMaruyama(alpha=0.8, schedule="linear").strength(Heat(T=5.0))
     assert alpha(5.0) == pytest.approx(0.8) and alpha(2.5) == pytest.approx(0.4) and alpha(0.0) == 0.0

@@ -5,6 +5,10 @@ A sweep becomes jobs (JSON dicts, run ids = content hashes of their spec):
 * ``train``: one per (law, network, data set, seed), reused by every sampler;
 * ``floors``: one per data set, the real-vs-real metric values at the same n;
 * ``sample``: one per (training or reference field, sampler, NFE, alpha, seed): generate, evaluate.
+  An adaptive sampler (rk45) runs once per tolerance setting, with NFE budget None (its row
+  reports the NFE it counted); a stochastic sampler's alpha grid point that equals a
+  deterministic sampler of the bench (em at alpha = 0 is euler) is left out, and that
+  sampler's rows list it under ``protocol.stands_for``.
 
 Jobs run through an executor plugin (:class:`zoo.contracts.Executor`); only job dicts and small
 result dicts cross it. Artifacts go to ``OUT/runs/<id>/`` (spec.json, log, metrics.json,
@@ -195,7 +199,7 @@ def make_sweep(plugins: list[str], datasets: list[str], budget: Budget, device: 
         if kinds[0] not in chosen:
             raise ZooError(f"{name!r} is an executor: pass it with --executor" if kinds[0] == "executor"
                            else f"{name!r} is a data set: pass it with --dataset")
-        chosen[kinds[0]].append(registry.create(kinds[0], text).spec)
+        chosen[kinds[0]].append(_sampler_spec(text) if kinds[0] == "sampler" else registry.create(kinds[0], text).spec)
     laws = chosen["law"]
     if not laws:
         laws = [name for name in DEFAULT_LAWS if name in registry.names("law")]
@@ -210,15 +214,14 @@ def make_sweep(plugins: list[str], datasets: list[str], budget: Budget, device: 
     for spec in chosen["sampler"]:
         sampler = registry.create("sampler", spec)
         for law in law_objs:
-            if not sampler.supports(law):
-                raise ZooError(f"sampler {sampler.name!r} does not support law {law.name!r} "
-                               f"(it supports: {', '.join(sampler.laws or ())})")
+            if (why := sampler.unsupported(law)) is not None:
+                raise ZooError(why)
     for spec in chosen["metric"]:
         metric = registry.create("metric", spec)
         for d in dataset_specs:
             if not metric.applies(registry.create("dataset", d)):
                 raise ZooError(f"metric {metric.name!r} does not apply to data set {d!r}")
-    return Sweep(
+    sweep = Sweep(
         laws=tuple(dict.fromkeys(laws)),
         datasets=tuple(dict.fromkeys(dataset_specs)),
         networks=tuple(dict.fromkeys(chosen["network"])) or None,
@@ -227,6 +230,11 @@ def make_sweep(plugins: list[str], datasets: list[str], budget: Budget, device: 
         budget=budget,
         device=device,
     )
+    if notes is not None:
+        left_out = {(s, twin) for law in sweep.laws for twin, same in _law_samplers(sweep, law)[1].items() for s in same}
+        notes += [f"{s} gives exactly the samples of {twin}: left out (the {twin} rows stand for it)"
+                  for s, twin in sorted(left_out)]
+    return sweep
 
 
 # --------------------------------------------------------------------------- planning
@@ -241,27 +249,61 @@ def _with_alpha(spec: str, alpha: float) -> str:
     return str(Spec(parsed.name, {**parsed.options, "alpha": alpha}, parsed.positional))
 
 
-def _sampler_variants(spec: str, budget: Budget, explicit: bool) -> list[tuple[str, float]]:
-    """(sampler SPEC, alpha) pairs: deterministic samplers once at alpha = 0; stochastic ones
-    over the budget's alpha grid, unless the user fixed alpha in the SPEC."""
+def _sampler_spec(text: str) -> str:
+    """The canonical SPEC of a sampler; a stochastic one named without alpha is left without it,
+    so the bench sweeps it over the budget's alpha grid."""
+    sampler = get_registry().create("sampler", text)
+    if not sampler.stochastic or "alpha" in Spec.parse(text).options:
+        return sampler.spec
+    parsed = Spec.parse(sampler.spec)
+    return str(Spec(parsed.name, {k: v for k, v in parsed.options.items() if k != "alpha"}, parsed.positional))
+
+
+def _sampler_specs(sweep: Sweep) -> tuple[str, ...]:
+    """The sweep's sampler SPECs: the named ones, else every sampler with the budget's options."""
     registry = get_registry()
-    sampler = registry.create("sampler", spec)
-    if not sampler.stochastic:
-        return [(spec, 0.0)]
-    if explicit and "alpha" in Spec.parse(spec).options:
-        return [(spec, float(sampler.alpha))]
-    return [(registry.create("sampler", _with_alpha(spec, a)).spec, float(a)) for a in budget.alpha]
+    return sweep.samplers or tuple(_sampler_spec(str(Spec(name, dict(sweep.budget.sampler_options.get(name, {})))))
+                                   for name in registry.names("sampler"))
 
 
-def _default_sampler(name: str, budget: Budget) -> str:
-    options = budget.sampler_options.get(name, {})
-    return get_registry().create("sampler", str(Spec(name, dict(options)))).spec
+def _law_samplers(sweep: Sweep, law_spec: str) -> tuple[tuple[tuple[str, float], ...], dict[str, tuple[str, ...]]]:
+    """The (sampler SPEC, alpha) pairs run on a law's fields, and {deterministic SPEC: the SPECs it
+    stands for}. Deterministic samplers run once at alpha = 0; stochastic ones over the budget's
+    alpha grid, unless the SPEC fixes alpha. A grid point where a stochastic sampler gives exactly
+    the samples of a deterministic sampler of the same bench (em at alpha = 0 is euler) is left
+    out: its rows would repeat that sampler's."""
+    return _law_samplers_of(_sampler_specs(sweep), sweep.budget.alpha, law_spec)
 
 
-def _nfe_grid(spec: str, budget: Budget) -> list[int]:
-    """The budget's NFE values that give this sampler distinct grids (an adaptive solver, whose
-    step count does not follow the NFE budget, runs once)."""
+@functools.lru_cache(maxsize=64)
+def _law_samplers_of(specs: tuple[str, ...], alphas: tuple[float, ...], law_spec: str
+                     ) -> tuple[tuple[tuple[str, float], ...], dict[str, tuple[str, ...]]]:
+    registry = get_registry()
+    law = registry.create("law", law_spec)
+    chosen = [(spec, sampler) for spec in specs if (sampler := registry.create("sampler", spec)).supports(law)]
+    present = {sampler.spec for _, sampler in chosen if not sampler.stochastic}
+    pairs: list[tuple[str, float]] = []
+    stands: dict[str, list[str]] = {}
+    for spec, sampler in chosen:
+        if not sampler.stochastic or "alpha" in Spec.parse(spec).options:
+            pairs.append((sampler.spec, float(sampler.alpha)))
+            continue
+        for alpha in alphas:
+            variant = registry.create("sampler", _with_alpha(spec, alpha))
+            twin = variant.deterministic_twin()
+            if twin in present:
+                stands.setdefault(twin, []).append(variant.spec)
+            else:
+                pairs.append((variant.spec, float(alpha)))
+    return tuple(pairs), {twin: tuple(same) for twin, same in stands.items()}  # cached: immutable
+
+
+def _nfe_grid(spec: str, budget: Budget) -> list[int | None]:
+    """The budget's NFE values that give this sampler distinct grids; [None] for an adaptive
+    solver, whose tolerances, not an NFE budget, set its steps (it runs once)."""
     sampler = get_registry().create("sampler", spec)
+    if sampler.adaptive:
+        return [None]
     seen: dict[int, int] = {}
     for nfe in budget.nfe:
         seen.setdefault(sampler.steps_for(nfe), nfe)
@@ -289,7 +331,6 @@ def plan(sweep: Sweep) -> list[dict[str, Any]]:
     registry = get_registry()
     b = sweep.budget
     floors, trainings, samples = [], [], []
-    sampler_specs = sweep.samplers or tuple(_default_sampler(n, b) for n in registry.names("sampler"))
     metrics = list(sweep.metrics) if sweep.metrics else None
     common = {"n": b.n, "reference": b.reference, "metrics": metrics, "device": sweep.device}
     for dataset_spec in sweep.datasets:
@@ -298,8 +339,7 @@ def plan(sweep: Sweep) -> list[dict[str, Any]]:
         networks = sweep.networks or (registry.create("network", dataset.default_network).spec,)
         for law_spec in sweep.laws:
             law = registry.create("law", law_spec)
-            samplers = [v for s in sampler_specs if registry.create("sampler", s).supports(law)
-                        for v in _sampler_variants(s, b, explicit=sweep.samplers is not None)]
+            samplers = _law_samplers(sweep, law_spec)[0]
             fields: list[tuple[str, str | None, int]] = []  # (network, training job id, seed) of this law
             for seed in range(b.seeds):
                 for net_spec in networks:
@@ -431,7 +471,8 @@ def _run_sample(spec: dict[str, Any], folder: Path, out: Path) -> dict[str, Any]
     else:
         trained = untrained(spec["law"], spec["network"], spec["dataset"], device=spec["device"])
     shape = tuple(dataset.shape)
-    gen = generate(law, trained.field, sampler, n=spec["n"], nfe=spec["nfe"], shape=shape, seed=spec["seed"],
+    nfe = spec["nfe"] or 1  # None: an adaptive sampler, which ignores the budget
+    gen = generate(law, trained.field, sampler, n=spec["n"], nfe=nfe, shape=shape, seed=spec["seed"],
                    batch_size=spec["batch_size"], device=spec["device"])
     ratio = nn_ratio(gen.samples, dataset.train())
     write_npz(folder / "samples.npz", samples=gen.samples.numpy(), grid=gen.grid.numpy(), nn_ratio=ratio)
@@ -485,6 +526,7 @@ def make_row(job: dict[str, Any], result: dict[str, Any], sweep: Sweep, vers: di
     network = _network(spec["network"])
     b = sweep.budget
     metrics = result.get("metrics", {})
+    stands_for = _law_samplers(sweep, spec["law"])[1].get(spec["sampler"])
     return {
         "run": job["id"],
         "training": spec["training"],
@@ -515,6 +557,7 @@ def make_row(job: dict[str, Any], result: dict[str, Any], sweep: Sweep, vers: di
             "device": spec["device"],
             "budget": b.name,
             "versions": vers,
+            **({"stands_for": list(stands_for)} if stands_for else {}),  # left-out stochastic twins
         },
         "timing": result.get("timing", {}),
     }

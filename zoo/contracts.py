@@ -318,6 +318,12 @@ class Law(Plugin):
         raise ZooError(f"law {self.name!r} has no closed-form empirical velocity")
 
     # -- reversing
+    @property
+    def noise_ready(self) -> bool:
+        """Whether stochastic samplers can reverse this law's learned field: their noise needs
+        P(rho)/rho, which for a nonlinear law means the pressure p itself (heat: P/rho = 1)."""
+        return True
+
     def pressure_ratio(self, field: Field, x: Tensor, t: Tensor) -> Tensor:
         """P(rho)/rho at (x, t), shape (n,): the noise variance factor of the stochastic sampler."""
         raise NotImplementedError
@@ -368,11 +374,13 @@ class Sampler(Plugin):
     """A reverse-time integrator. One signature for all: :meth:`sample`.
 
     ``nfe`` is the budget of network evaluations per sample trajectory; the sampler turns it into
-    a grid with :meth:`steps_for` and the count it really spent is read from the field.
+    a grid with :meth:`steps_for` and the count it really spent is read from the field. An
+    ``adaptive`` sampler picks its own steps by error control and ignores the budget.
     """
 
     kind: ClassVar[str] = "sampler"
     stochastic: ClassVar[bool] = False
+    adaptive: ClassVar[bool] = False  # steps set by error control (tolerances), not by the nfe budget
     laws: ClassVar[tuple[str, ...] | None] = None  # law names supported; None: every law
 
     alpha: ClassVar[float] = 0.0  # noise strength; stochastic samplers make it an option (a field)
@@ -383,12 +391,26 @@ class Sampler(Plugin):
         """alpha for this law: a constant, or a function of forward time t (schedules need law.T)."""
         return self.alpha
 
+    def unsupported(self, law: Law) -> str | None:
+        """Why this sampler cannot reverse ``law`` (one line), or None when it can."""
+        if self.laws is not None and law.name not in self.laws:
+            return f"sampler {self.name!r} does not support law {law.name!r} (it supports: {', '.join(self.laws)})"
+        if self.stochastic and not law.noise_ready:
+            return (f"sampler {self.name!r} is stochastic: its noise needs the pressure p, which this {law.name!r} "
+                    "model does not learn (use a deterministic sampler, or the law's scalar pressure network)")
+        return None
+
     def supports(self, law: Law) -> bool:
-        return self.laws is None or law.name in self.laws
+        return self.unsupported(law) is None
 
     def steps_for(self, nfe: int) -> int:
         """Number of grid intervals that spend about ``nfe`` evaluations."""
         return max(1, int(nfe))
+
+    def deterministic_twin(self) -> str | None:
+        """The SPEC of a deterministic sampler that gives exactly the same samples as this one
+        (em at alpha = 0 is euler), so a bench can leave this one out; None if there is none."""
+        return None
 
     def sample(self, process: ReverseProcess, x: Tensor, grid: Tensor, noise: Noise) -> Tensor:
         """Integrate from x (n, *shape) ~ rho_T along grid (K+1,), decreasing from T; return (n, *shape)."""

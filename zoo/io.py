@@ -24,9 +24,13 @@ os.umask(_UMASK)  # read once: mkstemp makes 0600 files, final files get the usu
 
 @contextmanager
 def atomic_open(path: str | Path, mode: str = "wb") -> Iterator[IO]:
-    """Open a temporary sibling of ``path`` for writing; on success it replaces ``path``."""
+    """Open a temporary sibling of ``path`` for writing; on success it replaces ``path``.
+    A failed write is a ZooError naming ``path`` and the reason."""
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    except OSError as exc:
+        raise cannot_write(path, exc) from None
     try:
         os.chmod(tmp, 0o666 & ~_UMASK)
         with os.fdopen(fd, mode) as f:
@@ -34,11 +38,18 @@ def atomic_open(path: str | Path, mode: str = "wb") -> Iterator[IO]:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         if os.path.exists(tmp):
             os.unlink(tmp)
+        if isinstance(exc, OSError):
+            raise cannot_write(path, exc) from None
         raise
     _fsync_dir(path.parent)
+
+
+def cannot_write(path: str | Path, exc: OSError) -> ZooError:
+    """One line: which path could not be written, and the system's reason."""
+    return ZooError(f"cannot write {str(path)!r}: {exc.strerror or exc}")
 
 
 def _fsync_dir(folder: Path) -> None:
@@ -81,24 +92,29 @@ def writable_file(path: str | Path) -> Path:
     path = Path(path)
     if path.is_dir():
         raise ZooError(f"output path {str(path)!r} is a folder, expected a file")
-    writable_dir(path.parent)
+    _check_folder(path.parent, path)
     return path
 
 
 def writable_dir(path: str | Path) -> Path:
     """Create folder ``path`` if needed and check that files can be written in it."""
     path = Path(path)
-    for above in (path, *path.parents):  # the nearest existing ancestor must be a folder
+    _check_folder(path, path)
+    return path
+
+
+def _check_folder(folder: Path, target: Path) -> None:
+    """Create ``folder`` and write a probe file in it; errors name ``target``, what the user asked for."""
+    for above in (folder, *folder.parents):  # the nearest existing ancestor must be a folder
         if above.exists():
             if not above.is_dir():
-                raise ZooError(f"cannot write to {str(path)!r}: {str(above)!r} is a file, not a folder")
+                raise ZooError(f"cannot write {str(target)!r}: {str(above)!r} is a file, not a folder")
             break
     try:
-        path.mkdir(parents=True, exist_ok=True)
+        folder.mkdir(parents=True, exist_ok=True)
         # os.access says yes to root even on read-only mounts: really write a probe
-        fd, probe = tempfile.mkstemp(dir=path, prefix=".zoo-write-probe.")
+        fd, probe = tempfile.mkstemp(dir=folder, prefix=".zoo-write-probe.")
         os.close(fd)
         os.unlink(probe)
     except OSError as exc:
-        raise ZooError(f"cannot write to {str(path)!r}: {exc.strerror or exc}") from None
-    return path
+        raise cannot_write(target, exc) from None

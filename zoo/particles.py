@@ -161,6 +161,10 @@ class ParticleLaw(Law):
     def network_output(self) -> str:  # type: ignore[override]
         return self.output
 
+    @property
+    def noise_ready(self) -> bool:
+        return self.network_output == "scalar"
+
     def energy(self, dim: int) -> Energy:
         """The blob method's view of F for data of dimension ``dim``."""
         raise NotImplementedError

@@ -287,13 +287,18 @@ def plot_nfe(entries: list[Entry], metric: str, floor: float | None) -> str | No
     return _png(fig)
 
 
+def budget(row: dict[str, Any]) -> str:
+    """A row's NFE budget as shown: adaptive samplers (rk45) have none, their steps follow tolerances."""
+    return "adaptive" if row["nfe_budget"] is None else str(row["nfe_budget"])
+
+
 def plot_alpha(entries: list[Entry], metric: str) -> str | None:
     """Metric vs alpha for stochastic samplers: one panel per (law, network), one line per
     (sampler, NFE budget)."""
     panels: dict[tuple[str, str], dict[str, list[Entry]]] = defaultdict(lambda: defaultdict(list))
     for key, part in _fields(entries).items():
         for e in part:
-            panels[key][f"{e.label('sampler')} NFE {e.first['nfe_budget']}"].append(e)
+            panels[key][f"{e.label('sampler')} NFE {budget(e.first)}"].append(e)
     panels = {k: {label: es for label, es in lines.items() if len({e.first["alpha"] for e in es}) > 1}
               for k, lines in panels.items()}
     panels = {k: v for k, v in panels.items() if v}
@@ -437,7 +442,7 @@ def write_html(results: Results, path: Path) -> None:
                          "</th><th>alpha</th><th>NFE</th><th>seed</th><th>error</th></tr>")
             for r in failed:
                 parts.append("<tr>" + "".join(f"<td>{html.escape(str(v))}</td>" for v in (
-                    short(r["law"]), short(r["network"]), short(r["sampler"]), r["alpha"], r["nfe_budget"],
+                    short(r["law"]), short(r["network"]), short(r["sampler"]), r["alpha"], budget(r),
                     r["seed"])) + f"<td class='err'>{html.escape(str(r['error']))}</td></tr>")
             parts.append("</table>")
         if primary:
@@ -452,7 +457,7 @@ def write_html(results: Results, path: Path) -> None:
                      "threshold of the distance-ratio test.</p>" + _img(plot_memorisation(entries, results, floors), "mem"))
         parts.append("<h3>protocol of every run</h3>")
         for r in rows:
-            label = (f"{short(r['law'])} / {short(r['network'])} / {r['sampler']} / NFE {r['nfe_budget']} "
+            label = (f"{short(r['law'])} / {short(r['network'])} / {r['sampler']} / NFE {budget(r)} "
                      f"/ seed {r['seed']}: {r['status']}")
             detail = {k: r[k] for k in ("run", "training", "law", "network", "sampler", "alpha", "nfe", "dataset",
                                         "seed", "metrics", "protocol")}
@@ -474,7 +479,7 @@ def write_md(results: Results, path: Path) -> None:
         failed = [r for r in rows if r["status"] != "ok"]
         if failed:
             out += [f"Failed runs ({len(failed)}):", ""]
-            out += [f"- {short(r['law'])} / {short(r['network'])} / {r['sampler']} / NFE {r['nfe_budget']} / "
+            out += [f"- {short(r['law'])} / {short(r['network'])} / {r['sampler']} / NFE {budget(r)} / "
                     f"seed {r['seed']}: {r['error']}" for r in failed]
             out.append("")
     write_text(path, "\n".join(out))

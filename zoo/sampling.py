@@ -78,9 +78,8 @@ def generate(law: Law, field: Field, sampler: Sampler, *, n: int, nfe: int, shap
         raise ZooError(f"nfe must be at least 1, got {nfe}")
     if batch_size < 1:
         raise ZooError(f"batch size must be at least 1, got {batch_size}")
-    if not sampler.supports(law):
-        raise ZooError(f"sampler {sampler.name!r} does not support law {law.name!r} "
-                       f"(it supports: {', '.join(sampler.laws or ())})")
+    if (why := sampler.unsupported(law)) is not None:
+        raise ZooError(why)
     device = torch.device(device)
     grid = law.time_grid(sampler.steps_for(nfe), sampler.grid)
     field = BatchInvariant(field.to(device))

@@ -5,10 +5,13 @@ weights and fail offline; running the extractor once is faster and cache-safe).
 ``extractor=digits`` (default): the shipped digits CNN (:mod:`zoo_metrics.extractor`).
 ``extractor=inception``: the standard Inception-v3 (2048 pool features, logits for the Inception
 Score), only from a weights file the user supplies (``weights=PATH`` or torch-fidelity's file in
-``$TORCH_HOME/hub/checkpoints/``); about 0.4 s per image on a CPU, so meant for GPUs.
+``$TORCH_HOME/hub/checkpoints/``); about 0.2-0.4 s per image on a CPU, so meant for GPUs. Its
+reference features and FID statistics are cached on disk in ``ctx.cache_dir`` (a bench's
+``OUT/cache``), keyed by the weights' sha256 and the reference's content: once per data set.
 """
 from __future__ import annotations
 
+import pickle
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -19,6 +22,7 @@ from torch import Tensor
 
 from zoo.contracts import Dataset, EvalContext, Metric
 from zoo.errors import ZooError
+from zoo.io import writable_dir
 from zoo_metrics import extractor as cnn
 from zoo_metrics.common import cached, fingerprint, one_thread
 
@@ -40,21 +44,46 @@ def inception_weights(path: str | None) -> Path:
     return file
 
 
+def _one_line(exc: BaseException, limit: int = 200) -> str:
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
 @lru_cache(maxsize=2)
-def _inception(path: str, device: str) -> torch.nn.Module:
+def _inception(path: str, digest: str, device: str) -> torch.nn.Module:
+    """torch-fidelity's Inception-v3 with the weights file at path (digest: its sha256, so a
+    replaced file is read again)."""
     from torch_fidelity.feature_extractor_inceptionv3 import FeatureExtractorInceptionV3
 
+    what = f"metric 'fidelity': Inception weights {path}"
+    try:  # tensors only: the unrestricted load below then runs no code from the file
+        torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch's UnpicklingError text advises weights_only=False: not for us
+        reason = type(exc).__name__ if isinstance(exc, pickle.UnpicklingError) else _one_line(exc)
+        raise ZooError(f"{what} are unreadable (not a torch state dict: {reason})") from None
     try:
         net = FeatureExtractorInceptionV3(INCEPTION_NAME, ["2048", "logits_unbiased"],
                                           feature_extractor_weights_path=path)
-    except Exception as exc:  # a wrong file fails the strict state-dict load
-        raise ZooError(f"metric 'fidelity': cannot load Inception weights {path}: {type(exc).__name__}") from None
+    except Exception as exc:  # another network's state dict fails the strict load
+        raise ZooError(f"{what} do not fit torch-fidelity's Inception-v3 ({_one_line(exc)})") from None
     return net.to(device)
 
 
-@lru_cache(maxsize=4)
 def _sha256(path: str) -> str:
+    stat = Path(path).stat()
+    return _sha256_of(path, stat.st_mtime_ns, stat.st_size)
+
+
+@lru_cache(maxsize=4)
+def _sha256_of(path: str, mtime_ns: int, size: int) -> str:
     return cnn.file_sha256(Path(path))
+
+
+def _cache_folder(ctx: EvalContext) -> str | None:
+    """ctx.cache_dir, created on first use (bench runs share it)."""
+    if ctx.cache_dir is not None:
+        writable_dir(ctx.cache_dir)
+    return ctx.cache_dir
 
 
 @dataclass(frozen=True)
@@ -76,7 +105,9 @@ class Fidelity(Metric):
         if self.kid_subsets < 1:
             self.fail(f"kid_subsets must be at least 1, got {self.kid_subsets}")
         if self.extractor == "inception":
-            inception_weights(self.weights)
+            found = inception_weights(self.weights)
+            if self.weights is not None:  # absolute: bench workers may run elsewhere
+                object.__setattr__(self, "weights", str(found.resolve()))
         elif self.weights is not None:
             self.fail("weights= is for extractor=inception; the digits extractor ships with zoo")
 
@@ -94,24 +125,32 @@ class Fidelity(Metric):
         return {"extractor": name, "extractor_sha256": digest,
                 "fidelity_implementation": f"torch-fidelity {torch_fidelity.__version__}"}
 
-    def _features(self, x: Tensor, ctx: EvalContext, cache: bool) -> tuple[Tensor, Tensor]:
-        """(features (n, D), logits (n, classes)) of images x."""
+    def _features(self, x: Tensor, ctx: EvalContext) -> tuple[Tensor, Tensor]:
+        """(features (n, D), logits (n, classes)) of images x (n, C, H, W)."""
         if self.extractor == "digits":
-            return cnn.features(x, ctx.dataset, ctx.train, cache=cache)
+            return cnn.features(x, ctx.dataset, ctx.train)
+        return self._inception_outputs(x, ctx)
+
+    def _reference(self, ctx: EvalContext) -> Tensor:
+        """Features (m, D) of the reference split, cached (Inception's on disk too: ctx.cache_dir)."""
+        if self.extractor == "digits":
+            return cnn.features(ctx.reference, ctx.dataset, ctx.train, cache=True)[0]
+        path = str(inception_weights(self.weights))
+        key = ("inception", _sha256(path), fingerprint(ctx.reference), cnn.value_range(ctx.dataset, ctx.train))
+        return cached(key, lambda: self._inception_outputs(ctx.reference, ctx)[0], _cache_folder(ctx))
+
+    @torch.no_grad()
+    def _inception_outputs(self, x: Tensor, ctx: EvalContext) -> tuple[Tensor, Tensor]:
+        """(pool features (n, 2048), logits (n, 1008)): the train split's range maps to uint8 RGB
+        (gray images repeated over the 3 channels), which torch-fidelity resizes to 299 x 299."""
         path = str(inception_weights(self.weights))
         lo, hi = cnn.value_range(ctx.dataset, ctx.train)
-
-        @torch.no_grad()
-        def run() -> tuple[Tensor, Tensor]:
-            net, outs = _inception(path, ctx.device), []
-            for batch in x.split(64):
-                gray = (batch - lo) / (hi - lo)
-                rgb = gray.expand(-1, 3, -1, -1) if gray.shape[1] == 1 else gray
-                rgb = (rgb * 255).round().clamp(0, 255).to(torch.uint8).to(ctx.device)
-                outs.append([o.float().cpu() for o in net(rgb)])
-            return torch.cat([o[0] for o in outs]), torch.cat([o[1] for o in outs])
-
-        return cached(("inception", _sha256(path), fingerprint(x)), run, ctx.cache_dir) if cache else run()
+        net, outs = _inception(path, _sha256(path), ctx.device), []
+        for batch in x.split(64):
+            rgb = ((batch - lo) / (hi - lo)).expand(-1, 3, -1, -1)  # a no-op on 3 channels
+            rgb = (rgb * 255).round().clamp(0, 255).to(torch.uint8).to(ctx.device)
+            outs.append([o.float().cpu() for o in net(rgb)])
+        return torch.cat([o[0] for o in outs]), torch.cat([o[1] for o in outs])
 
     def compute(self, samples: Tensor, ctx: EvalContext) -> dict[str, float]:
         from torch_fidelity.metric_fid import fid_features_to_statistics, fid_statistics_to_metric
@@ -120,13 +159,14 @@ class Fidelity(Metric):
         from torch_fidelity.metric_prc import prc_features_to_metric
 
         cnn.register_torch_fidelity()
-        gen, logits = self._features(samples, ctx, cache=False)
-        ref, _ = self._features(ctx.reference, ctx, cache=True)
+        gen, logits = self._features(samples, ctx)
+        ref = self._reference(ctx)
         size = min(KID_SUBSET, len(gen), len(ref))
         # when both sets are no larger than a subset, every subset is the whole set: one is enough
         subsets = 1 if size == len(gen) == len(ref) else self.kid_subsets
         with one_thread():
-            ref_stats = cached(("fid-stats", self.extractor, fingerprint(ref)), lambda: fid_features_to_statistics(ref))
+            ref_stats = cached(("fid-stats", self.extractor, fingerprint(ref)), lambda: fid_features_to_statistics(ref),
+                               _cache_folder(ctx) if self.extractor == "inception" else None)
             fid = fid_statistics_to_metric(fid_features_to_statistics(gen), ref_stats, verbose=False)
             kid = kid_features_to_metric(gen, ref, kid_subsets=subsets, kid_subset_size=size, rng_seed=ctx.seed,
                                          verbose=False)

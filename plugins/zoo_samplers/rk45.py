@@ -38,12 +38,14 @@ class RK45(GridSampler):
     Error control is per sample: every trajectory has its own step size, accepts or rejects
     on its own error norm (RMS over dimensions, scaled by atol + rtol |y|) and stops at t_min
     on its own, so a sample does not depend on the batch it is drawn in. The field is called
-    with per-sample times (n,). Only the grid's end points are used; ``nfe`` is ignored
-    (the counted NFE is 1 + 6 x the most steps any sample of the batch needed).
+    with per-sample times (n,). Adaptive: only the grid's end points are used and the tolerances,
+    not an NFE budget, set the cost (the counted NFE is 1 + 6 x the most steps any sample of the
+    batch needed).
     """
 
     name: ClassVar[str] = "rk45"
     summary: ClassVar[str] = "adaptive Dormand-Prince RK5(4), per-sample error control (rtol, atol)"
+    adaptive: ClassVar[bool] = True
 
     rtol: float = 1e-5
     atol: float = 1e-5

@@ -10,6 +10,7 @@ from torch import Tensor
 
 from zoo.contracts import Alpha, Law, Noise, ReverseProcess, per_sample
 from zoo_samplers.base import GridSampler, intervals
+from zoo_samplers.explicit import Euler
 
 SCHEDULES = ("const", "linear")
 
@@ -45,6 +46,10 @@ class EulerMaruyama(GridSampler):
         self.check_alpha(self.alpha)
         if self.schedule not in SCHEDULES:
             self.fail(f"schedule must be one of {', '.join(SCHEDULES)}, got {self.schedule!r}")
+
+    def deterministic_twin(self) -> str | None:
+        # alpha = 0: the drift is the probability-flow drift and the noise is zero, step for step
+        return Euler(grid=self.grid).spec if self.alpha == 0 else None
 
     def strength(self, law: Law) -> float | Alpha:
         if self.schedule == "const":

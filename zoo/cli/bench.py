@@ -26,7 +26,9 @@ def command(plugins: tuple[str, ...], datasets: tuple[str, ...], budget_name: st
             out: str | None, resume: bool, seeds: int | None, suite: str | None, device: str | None,
             no_report: bool) -> None:
     """Train every selected law and network, sample with every compatible sampler over an NFE x alpha
-    grid, evaluate every applicable metric, and write results.json and a leaderboard.
+    grid (an adaptive sampler once per tolerance setting; a stochastic sampler's point that equals a
+    deterministic one, em at alpha = 0, is left out), evaluate every applicable metric, and write
+    results.json and a leaderboard.
 
     `zoo bench` alone compares heat and pme on gmm8 at the small budget."""
     from zoo.bench import budget, load_suite, make_sweep, run_bench

@@ -10,6 +10,8 @@ from zoo.registry import get_registry
 from zoo.sampling import generate
 from zoo.training import load_trained, untrained
 
+DEFAULT_NFE = 50
+
 
 @click.command("sample")
 @click.option("--checkpoint", type=click.Path(file_okay=False), default=None, help="A `zoo train` run folder.")
@@ -17,7 +19,9 @@ from zoo.training import load_trained, untrained
 @click.option("--network", default=None, help="A non-learned network: exact, empirical, perturbed:eps=E.")
 @click.option("--dataset", default=None, help="Data set SPEC, with --law and --network.")
 @click.option("--sampler", required=True, help="Sampler SPEC, e.g. heun or em:alpha=0.5.")
-@click.option("--nfe", type=click.IntRange(min=1), default=50, show_default=True, help="Network evaluations per sample.")
+@click.option("--nfe", type=click.IntRange(min=1), default=None,
+              help=f"Network evaluations per sample [default: {DEFAULT_NFE}]; not for an adaptive sampler "
+                   f"(rk45), whose tolerances set its steps.")
 @click.option("--n", "n", type=click.IntRange(min=1), default=1000, show_default=True, help="Number of samples.")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--batch-size", type=click.IntRange(min=1), default=1000, show_default=True,
@@ -25,7 +29,7 @@ from zoo.training import load_trained, untrained
 @click.option("--device", default="auto", show_default=True, help="auto (CUDA when present), cpu or cuda.")
 @click.option("--out", required=True, type=click.Path(dir_okay=False), help="Output .npz.")
 def command(checkpoint: str | None, law: str | None, network: str | None, dataset: str | None, sampler: str,
-            nfe: int, n: int, seed: int, batch_size: int, device: str, out: str) -> None:
+            nfe: int | None, n: int, seed: int, batch_size: int, device: str, out: str) -> None:
     """Generate samples: writes `samples` (float32, (n, *data_shape)), `nfe` (counted per sample),
     `grid` (the forward times used) and `protocol` (a JSON string) to OUT."""
     direct = [law, network, dataset]
@@ -35,13 +39,17 @@ def command(checkpoint: str | None, law: str | None, network: str | None, datase
         raise ZooError("give --checkpoint DIR, or all of --law, --network (a non-learned one: exact, empirical, perturbed) and --dataset")
     io.writable_file(out)
     sampler_ = get_registry().create("sampler", sampler)
+    if sampler_.adaptive and nfe is not None:
+        raise ZooError(f"sampler {sampler_.name!r} is adaptive: its tolerances, not --nfe, set its steps "
+                       f"(the NFE it spends is recorded); drop --nfe")
+    budget = None if sampler_.adaptive else nfe or DEFAULT_NFE
     trained = load_trained(checkpoint, device) if checkpoint is not None else untrained(law, network, dataset, device)
     if trained.steps_done < trained.config.steps:
         click.echo(f"zoo: warning: the checkpoint has {trained.steps_done} of {trained.config.steps} steps", err=True)
-    result = generate(trained.law, trained.field, sampler_, n=n, nfe=nfe, shape=tuple(trained.dataset.shape),
-                      seed=seed, batch_size=batch_size, device=trained.device)
+    result = generate(trained.law, trained.field, sampler_, n=n, nfe=budget or 1,  # an adaptive sampler ignores it
+                      shape=tuple(trained.dataset.shape), seed=seed, batch_size=batch_size, device=trained.device)
     protocol = {"law": trained.config.law, "network": trained.config.network, "dataset": trained.config.dataset,
-                "sampler": sampler_.spec, "nfe_budget": nfe, "nfe": result.nfe, "n": n, "seed": seed,
+                "sampler": sampler_.spec, "nfe_budget": budget, "nfe": result.nfe, "n": n, "seed": seed,
                 "checkpoint": checkpoint, "training": trained.config.to_json() if checkpoint else None,
                 "steps_done": trained.steps_done, "grid": result.grid.tolist()}
     io.write_npz(out, samples=result.samples.numpy().astype("float32"), nfe=result.nfe,
