@@ -8,7 +8,7 @@ from scipy.stats import kstest
 
 from zoo.blob import PowerEnergy, calibrate_scale, default_eps, flow, velocity
 from zoo.errors import ZooError
-from zoo_laws.pme import barenblatt_radius, barenblatt_second_moment, relaxing_h
+from zoo_laws.pme import barenblatt_radius, barenblatt_sample, barenblatt_second_moment, relaxing_h
 
 
 
@@ -58,21 +58,25 @@ def stratified_barenblatt(n, d, m, h0, seed=0):
     return h0 * barenblatt_radius(d, m) * s.sqrt()[:, None] * z / z.norm(dim=1, keepdim=True)
 
 
-def test_flow_tracks_relaxing_barenblatt_d2_m2():
-    """Second moment of the mollified density phi_e * mu_N (particles' + d e^2) within 1 % on
-    t in [0, 2]; the start is shrunk so that phi_e * mu_0 has the data's second moment."""
-    d, m, h0, n = 2, 2.0, 0.7, 300
-    x0 = stratified_barenblatt(n, d, m, h0)
-    eps = default_eps(x0)
-    x0 = x0 * math.sqrt(1 - d * eps**2 / float(x0.square().sum(1).mean()))
+@pytest.mark.parametrize("seed", [0, 1])
+def test_flow_tracks_relaxing_barenblatt_d2_m2(seed):
+    """Independent draws of a Barenblatt at h0 = 0.5 (the flow doubles the cloud's radius), the
+    default width (the particles' spacing, followed as they spread): the particles' second moment
+    within 1 % on t in [0.05, 2] (at t = 0 the draws' own sampling error, 1.1-1.4 % here, is all
+    there is) and the radius law at t = 2 passes KS against the exact Beta law. Measured: at most
+    0.86 %, KS 0.021 (critical 0.035); a width frozen at the start's spacing misses by 5 %."""
+    d, m, h0, n = 2, 2.0, 0.5, 1500
+    x0 = barenblatt_sample(n, d, m, torch.Generator().manual_seed(seed), h=h0)
     times = torch.tensor([0.0, 0.05, 0.2, 0.5, 1.0, 2.0], dtype=torch.float64)
-    for snap in flow(x0, PowerEnergy(m), times, eps=eps, cfl=1.0):
+    snaps = list(flow(x0, PowerEnergy(m), times, max_stages=8))
+    for snap in snaps[1:]:
         h = float(relaxing_h(torch.tensor(snap.t, dtype=torch.float64), h0, d, m))
-        smoothed = float(snap.x.square().sum(1).mean()) + d * eps**2
-        assert abs(smoothed / barenblatt_second_moment(d, m, h) - 1) < 0.01, snap.t
-    # the radius law at t = 2 against the exact Beta law of |X|^2 / (h R)^2
-    s = (snap.x.square().sum(1) / (h * barenblatt_radius(d, m)) ** 2).numpy()
+        assert float(snap.x.square().sum(1).mean()) == pytest.approx(barenblatt_second_moment(d, m, h), rel=0.01), snap.t
+    assert snaps[-1].eps > 2 * snaps[0].eps  # the width followed the spacing
+    s = (snaps[-1].x.square().sum(1) / (h * barenblatt_radius(d, m)) ** 2).numpy()
     assert kstest(s, "beta", args=(d / 2, 1 / (m - 1) + 1)).statistic < 1.36 / math.sqrt(n)
+    *_, frozen = flow(x0, PowerEnergy(m), times[-1:], eps=default_eps(x0), max_stages=8)
+    assert float(frozen.x.square().sum(1).mean()) < 0.97 * barenblatt_second_moment(d, m, h)
 
 
 def test_chebyshev_steps_track_relaxing_barenblatt_with_fewer_evaluations():

@@ -144,6 +144,7 @@ class Snapshot:
     x: Tensor  # (N, d) positions
     u: Tensor  # (N, d) blob velocity at (x, t)
     log_rho: Tensor  # (N,) log of the mollified density rho~ at the particles
+    eps: float  # the mollifier width at t
 
 
 def rms_radius(x: Tensor) -> float:
@@ -209,7 +210,11 @@ def flow(x0: Tensor, energy: Energy, times: Tensor, *, eps: float | None = None,
     Runge-Kutta-Chebyshev method (:func:`_rkc`): the stiffness is the diffusion's, at the
     finest resolved scale e, all along the flow (most steps are late, near stationarity).
 
-    Width: ``eps`` fixed (none: :func:`default_eps` of x0), or with ``scale`` = c the scaled
+    Width: ``eps`` fixed; none: :func:`default_eps` of the particles, re-measured after every
+    step, so that it follows their spacing as the cloud spreads or contracts (a width frozen at
+    x0's spacing ends far below the final spacing when the flow expands the data: from
+    independent draws of a 2-D Barenblatt at h0 = 0.5, N = 2000, the second moment then misses
+    by 5 % at t = 2, against 0.7 % when it follows); or with ``scale`` = c the scaled
     width e(t) = c s(x_t), s the particles' RMS radius, and the flow is the gradient flow of
     E(x, e(x)). Blob and PME velocities are then covariant under dilations, and the relaxing
     Barenblatt is a dilation: with c from :func:`calibrate_scale` the particles follow it in
@@ -220,10 +225,12 @@ def flow(x0: Tensor, energy: Energy, times: Tensor, *, eps: float | None = None,
     times = torch.as_tensor(times, dtype=torch.float64)
     if times.ndim != 1 or len(times) == 0 or bool((times[1:] <= times[:-1]).any()) or float(times[0]) < 0:
         raise ZooError("flow times must be a non-empty increasing list of times >= 0")
-    fixed = None if scale is not None else default_eps(x) if eps is None else float(eps)
+    fixed = None if eps is None else float(eps)
 
     def width(y: Tensor) -> float:
-        return scale * rms_radius(y) if fixed is None else fixed
+        if scale is not None:
+            return scale * rms_radius(y)
+        return default_eps(y) if fixed is None else fixed
 
     t = 0.0
     e = width(x)
@@ -241,14 +248,15 @@ def flow(x0: Tensor, energy: Energy, times: Tensor, *, eps: float | None = None,
                 decay = math.exp(-dt)
                 x = decay * x + (1.0 - decay) * (u + x)
             else:
-                x = _rkc(x, u, dt, stages,
-                         lambda y, t=t: _checked_velocity(y, energy, width(y), chunk, t, scale is not None)[0])
+                x = _rkc(x, u, dt, stages,  # a spacing width is held over the step's stages
+                         lambda y, t=t, e=e: _checked_velocity(y, energy, e if scale is None else width(y), chunk, t,
+                                                               scale is not None)[0])
             t = target if target - t - dt < 1e-12 else t + dt
             e = width(x)
             u, log_rho = _checked_velocity(x, energy, e, chunk, t, scale is not None)
             if progress is not None:
                 progress(t)
-        yield Snapshot(t, x.clone(), u, log_rho)
+        yield Snapshot(t, x.clone(), u, log_rho, e)
 
 
 def _rkc(x: Tensor, u: Tensor, dt: float, stages: int, velocity_at: Callable[[Tensor], Tensor],

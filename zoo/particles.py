@@ -115,7 +115,8 @@ class ParticleLaw(Law):
     ``output``: ``scalar`` (default: a pressure network, grad p by autograd: a gradient field by
     construction, and the pressure that stochastic samplers need; about 1.5x the cost of a training
     step of the other) or ``vector`` (the network predicts grad p + x; deterministic samplers only). ``width``: the blob mollifier's width rule: ``spacing``
-    (fixed: ``eps``, none: twice the data's mean nearest-neighbour distance), ``scaled``
+    (``eps`` fixed, or none: twice the particles' mean nearest-neighbour distance, re-measured
+    after every step so that it follows the cloud as it spreads or contracts), ``scaled``
     (e(t) = c times the particles' RMS radius, c calibrated so that draws of the stationary law
     are stationary in the mean, :func:`zoo.blob.calibrate_scale`; keeps the second moment right
     in high dimension, where a spacing-sized width collapses the particles, but smooths away
