@@ -4,7 +4,9 @@
 
 over the nodes t of the law's time grid (geometric: small t, where the flow is stiff, weighs in).
 Samples of rho_t come from the forward flow dx/dt = u = -(grad p + x) of the exact field started
-at train points (Heun steps along the same grid): the transport form carries rho_0 to rho_t.
+at train points at t = 0 (Heun steps along 0 and the same grid): the transport form carries rho_0
+to rho_t. (Started at t_min instead, as if the train points sampled rho_t_min, a field with
+eps = 0.2 read 0.224 on heat/gmm8: at t_min = 1e-3 the noise still adds 20 % to each mode's variance.)
 """
 from __future__ import annotations
 
@@ -65,11 +67,15 @@ class VelocityError(Metric):
             tt = torch.full((len(y),), t)
             return f.grad_p(y.to(device), tt.to(device)).float().cpu()
 
+        grid = [0.0, *grid]  # the train points sample rho_0: carry them to t_min first
         err = ref = 0.0
         for i, t in enumerate(grid):
             g = grad_p(exact, x, t)
-            err += float((grad_p(field, x, t, ctx.device) - g).square().flatten(1).sum(1).mean())
-            ref += float(g.square().flatten(1).sum(1).mean())
+            if i == 0 and not bool(torch.isfinite(g).all()):  # a singular rho_0: start at t_min
+                continue
+            if i > 0:
+                err += float((grad_p(field, x, t, ctx.device) - g).square().flatten(1).sum(1).mean())
+                ref += float(g.square().flatten(1).sum(1).mean())
             if i + 1 < len(grid):  # Heun step of dx/dt = -(grad p + x) to the next node
                 dt = grid[i + 1] - t
                 k1 = -(g + x)
