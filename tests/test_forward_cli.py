@@ -15,7 +15,7 @@ def run(args, capsys):
 def test_forward_writes_times_and_positions(tmp_path, capsys):
     out = tmp_path / "flow.npz"
     try:
-        main(["forward", "--law", "pme:m=2:eps=0.2", "--dataset", "barenblatt:dim=3:m=2:n_train=120", "--n", "80",
+        main(["forward", "--law", "pme:m=2", "--dataset", "barenblatt:dim=3:m=2:n_train=120", "--n", "80",
               "--t-end", "0.2", "--snapshots", "3", "--out", str(out)])
     except SystemExit as exc:  # click may exit 0 after a command in non-standalone mode
         assert exc.code in (0, None)
@@ -23,6 +23,7 @@ def test_forward_writes_times_and_positions(tmp_path, capsys):
     assert z["times"].tolist() == pytest.approx([0.0, 0.1, 0.2])
     assert z["positions"].shape == (3, 80, 3) and z["positions"].dtype == np.float32
     assert np.isfinite(z["positions"]).all()
+    assert z["widths"].shape == (3,) and 0 < z["widths"][0] < z["widths"][2]  # the width follows the spreading cloud
     # barenblatt h0 = 0.5 < 1 expands towards the stationary state
     spread = (z["positions"] ** 2).sum(-1).mean(-1)
     assert spread[0] < spread[1] < spread[2]

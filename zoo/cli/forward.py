@@ -21,10 +21,11 @@ from zoo.registry import get_registry
 @click.option("--snapshots", type=click.IntRange(min=1), default=11, show_default=True,
               help="Number of equally spaced times from 0 to T-END.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the subset.")
-@click.option("--out", required=True, type=click.Path(dir_okay=False), help="Output .npz (keys: times, positions).")
+@click.option("--out", required=True, type=click.Path(dir_okay=False), help="Output .npz (keys: times, positions, widths).")
 def command(law_spec: str, data_spec: str, n: int | None, t_end: float | None, snapshots: int, seed: int, out: str) -> None:
     """Run the blob particle flow of a law from a data set's train split (MATH.md section 5) and
-    write `times` (K,) and `positions` (K, n, *shape), float32, the first snapshot at t = 0."""
+    write `times` (K,) and `positions` (K, n, *shape), float32, the first snapshot at t = 0, and
+    `widths` (K,), the mollifier width at each (the density the flow sees is positions blurred by it)."""
     io.writable_file(out)
     registry = get_registry()
     law = registry.create("law", law_spec)
@@ -52,5 +53,6 @@ def command(law_spec: str, data_spec: str, n: int | None, t_end: float | None, s
         options = law.flow_options(data, seeded_generator(seed)) if hasattr(law, "flow_options") else {}
         snaps = list(flow(data, energy, times, progress=progress, **options))
     positions = np.stack([s.x.reshape(data.shape).float().numpy() for s in snaps])
-    io.write_npz(out, times=np.array([s.t for s in snaps], dtype=np.float32), positions=positions)
+    io.write_npz(out, times=np.array([s.t for s in snaps], dtype=np.float32), positions=positions,
+                 widths=np.array([s.eps for s in snaps], dtype=np.float32))
     click.echo(f"wrote {len(snaps)} snapshots of {len(data)} particles to {out}", err=True)
