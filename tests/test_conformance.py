@@ -176,8 +176,25 @@ class InPlace(Sampler):
         return x
 
 
+@dataclass(frozen=True)
+class SilentlyAdaptive(Sampler):
+    """Takes 10 steps whatever the NFE budget without declaring itself adaptive."""
+
+    name: ClassVar[str] = "silently-adaptive"
+
+    def steps_for(self, nfe):
+        return 10
+
+    def sample(self, process, x, grid, noise):
+        times = [float(t) for t in grid]
+        for t, t_next in zip(times[:-1], times[1:]):
+            x = x + (t - t_next) * process.ode_drift(x, t)
+        return x
+
+
 @pytest.mark.parametrize("cls, message", [
     (GlobalNoise, "samples depend on the batch size or on the global RNG"),
+    (SilentlyAdaptive, "steps_for ignores the NFE budget: declare `adaptive = True`"),
     (OverBudget, "with a budget of 8 NFE \\(8 grid steps\\) it evaluated the field 16 times"),
     (WrongSign, "does not fall"),
     (InPlace, "sample modified its input x in place"),

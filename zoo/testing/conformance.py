@@ -402,7 +402,9 @@ def check_sampler(sampler: Any, *, law: Any = None, seed: int = 0,
     steps = [who.call("steps_for", sampler.steps_for, k) for k in budgets]
     who.ensure(all(isinstance(s, int) and s >= 1 for s in steps), f"steps_for must return ints >= 1, got {steps}")
     who.ensure(steps == sorted(steps), f"steps_for must not decrease as the budget grows: {dict(zip(budgets, steps))}")
-    adaptive = len(set(steps)) == 1  # the grid ignores the budget: the sampler chooses its own steps
+    adaptive = bool(sampler.adaptive)  # it chooses its own steps; the budget only fixes a starting grid
+    who.ensure(adaptive or len(set(steps)) > 1,
+               "steps_for ignores the NFE budget: declare `adaptive = True` if the sampler chooses its own steps")
     report["adaptive"] = adaptive
 
     if sampler.stochastic and exact_problem(law, 2)[0] is None:  # noise needs the law's own pressure
