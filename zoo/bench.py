@@ -471,8 +471,7 @@ def _run_sample(spec: dict[str, Any], folder: Path, out: Path) -> dict[str, Any]
     else:
         trained = untrained(spec["law"], spec["network"], spec["dataset"], device=spec["device"])
     shape = tuple(dataset.shape)
-    nfe = spec["nfe"] or 1  # None: an adaptive sampler, which ignores the budget
-    gen = generate(law, trained.field, sampler, n=spec["n"], nfe=nfe, shape=shape, seed=spec["seed"],
+    gen = generate(law, trained.field, sampler, n=spec["n"], nfe=spec["nfe"], shape=shape, seed=spec["seed"],
                    batch_size=spec["batch_size"], device=spec["device"])
     ratio = nn_ratio(gen.samples, dataset.train())
     write_npz(folder / "samples.npz", samples=gen.samples.numpy(), grid=gen.grid.numpy(), nn_ratio=ratio)

@@ -15,6 +15,12 @@ from zoo.errors import ZooError
 GRIDS = ("geometric", "uniform", "edm")
 
 
+def log_uniform_times(n: int, t_min: float, T: float, generator: torch.Generator) -> Tensor:
+    """n float64 training times (n,), log-uniform on [t_min, T]: the spacing of the geometric grid."""
+    u = torch.rand(n, generator=generator, dtype=torch.float64)
+    return torch.exp(math.log(t_min) + u * (math.log(T) - math.log(t_min)))
+
+
 def time_grid(T: float, t_min: float, steps: int, kind: str = "geometric") -> Tensor:
     """(steps + 1,) float64 times, t[0] = T > ... > t[steps] = t_min."""
     if steps < 1:

@@ -70,18 +70,21 @@ def prior_samples(law: Law, shape: tuple[int, ...], seed: int, indices: range) -
     return torch.cat([law.prior(1, shape, seeded_generator(seed, 2 * i)) for i in indices]).float()
 
 
-def generate(law: Law, field: Field, sampler: Sampler, *, n: int, nfe: int, shape: tuple[int, ...],
+def generate(law: Law, field: Field, sampler: Sampler, *, n: int, nfe: int | None, shape: tuple[int, ...],
              seed: int = 0, batch_size: int = 1000, device: str | torch.device = "cpu") -> Generated:
+    """``nfe``: the budget per trajectory; None for an adaptive sampler, whose tolerances set its steps."""
     if n < 1:
         raise ZooError(f"n must be at least 1, got {n}")
-    if nfe < 1:
+    if nfe is None and not sampler.adaptive:
+        raise ZooError(f"sampler {sampler.name!r} needs an NFE budget")
+    if nfe is not None and nfe < 1:
         raise ZooError(f"nfe must be at least 1, got {nfe}")
     if batch_size < 1:
         raise ZooError(f"batch size must be at least 1, got {batch_size}")
     if (why := sampler.unsupported(law)) is not None:
         raise ZooError(why)
     device = torch.device(device)
-    grid = law.time_grid(sampler.steps_for(nfe), sampler.grid)
+    grid = law.time_grid(sampler.steps_for(nfe or 1), sampler.grid)  # an adaptive sampler uses only its ends
     field = BatchInvariant(field.to(device))
     process = law.reverse(field, sampler.strength(law))
     outputs, counted = [], 0

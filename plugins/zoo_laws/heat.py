@@ -18,6 +18,7 @@ import zoo
 from zoo import particles
 from zoo.blob import PowerEnergy
 from zoo.contracts import Field, GaussianMixture, Law, per_sample
+from zoo.grids import log_uniform_times
 
 T_DISTS = ("log", "logsnr", "uniform")
 ROUTES = ("dsm", "blob")
@@ -153,11 +154,11 @@ class Heat(Law):
 
     def sample_times(self, n: int, generator: torch.Generator) -> Tensor:
         """n training times (n,) on [t_min, T], float32 on the CPU, drawn with ``generator``."""
+        if self.t_dist == "log":
+            return log_uniform_times(n, self.t_min, self.T, generator).float()
         u = torch.rand(n, generator=generator, dtype=torch.float64)
         lo, hi = self.t_min, self.T
-        if self.t_dist == "log":
-            t = torch.exp(math.log(lo) + u * (math.log(hi) - math.log(lo)))
-        elif self.t_dist == "logsnr":
+        if self.t_dist == "logsnr":
             snr = lambda s: -math.log(math.expm1(2.0 * s))  # noqa: E731
             lam = snr(lo) + u * (snr(hi) - snr(lo))
             t = 0.5 * torch.log1p(torch.exp(-lam))

@@ -15,13 +15,12 @@ from typing import Any, ClassVar
 import numpy as np
 import torch
 from scipy.special import betaincinv
-from torch import Tensor
+from torch import Tensor, nn
 
 import zoo
 from zoo.blob import PowerEnergy
-from torch import nn
-
 from zoo.contracts import Barenblatt, Dataset, Field, per_sample, seeded_generator
+from zoo.grids import log_uniform_times
 from zoo.errors import ZooError
 from zoo.particles import ParticleLaw
 
@@ -162,8 +161,7 @@ class PME(ParticleLaw):
         x0 = batch["x0"]
         n, shape = x0.shape[0], tuple(x0.shape[1:])
         lam, sigma = self.source_constants(math.prod(shape))
-        u = torch.rand(n, generator=generator, dtype=torch.float64)
-        t = torch.exp(math.log(self.t_min) + u * (math.log(self.T) - math.log(self.t_min))).to(x0.device)
+        t = log_uniform_times(n, self.t_min, self.T, generator).to(x0.device)
         b = self.prior(n, shape, generator).to(x0.device, x0.dtype)
         xt = per_sample(torch.exp(-t), x0) * x0 + per_sample(source_scale(t, lam), x0) * b
         return (network(xt, t.to(x0.dtype)) - b / sigma).square().mean()

@@ -46,7 +46,7 @@ def command(checkpoint: str | None, law: str | None, network: str | None, datase
     trained = load_trained(checkpoint, device) if checkpoint is not None else untrained(law, network, dataset, device)
     if trained.steps_done < trained.config.steps:
         click.echo(f"zoo: warning: the checkpoint has {trained.steps_done} of {trained.config.steps} steps", err=True)
-    result = generate(trained.law, trained.field, sampler_, n=n, nfe=budget or 1,  # an adaptive sampler ignores it
+    result = generate(trained.law, trained.field, sampler_, n=n, nfe=budget,
                       shape=tuple(trained.dataset.shape), seed=seed, batch_size=batch_size, device=trained.device)
     protocol = {"law": trained.config.law, "network": trained.config.network, "dataset": trained.config.dataset,
                 "sampler": sampler_.spec, "nfe_budget": budget, "nfe": result.nfe, "n": n, "seed": seed,
