@@ -103,7 +103,7 @@ def test_unet_auto_levels():
 def test_mlp_learns_by_denoising_score_matching():
     """A short DSM run on gmm8 brings the loss well below its starting value of 1 (noise prediction 0);
     long runs reach about 0.40."""
-    law, data = heat(), registry.create("dataset", "gmm8:n_train=2000").train()
+    law, data = registry.create("law", "heat:target=eps"), registry.create("dataset", "gmm8:n_train=2000").train()
     torch.manual_seed(0)
     net = registry.create("network", "mlp:width=32:depth=2").build(BuildContext((2,), "vector", law, None))
     opt = torch.optim.Adam(net.parameters(), lr=1e-2)

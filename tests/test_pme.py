@@ -126,22 +126,26 @@ def test_a_pressure_network_costs_one_nfe_per_stochastic_step():
         assert out.nfe == nfe
 
 
-def test_source_route_of_a_point_mass_is_the_relaxing_barenblatt():
+@pytest.mark.parametrize("target", ["eps", "v"])
+def test_source_route_of_a_point_mass_is_the_relaxing_barenblatt(target):
     """route=source: for data a point mass at 0, E[B | x] = x / b, so grad p = -b^-lambda x, the
     relaxing Barenblatt from h0 -> 0 (MATH.md section 4), and the reverse ODE is the dilation
-    X_t_min = b(t_min)/b(T) X_T (a sign or power error in b^(1-lambda) would break both)."""
-    from zoo_laws.pme import SourceField, relaxing_h, source_scale
+    X_t_min = b(t_min)/b(T) X_T (a sign or power error in b^(1-lambda) would break both).
+    With x0 = 0 the v target is a eps / n."""
+    from zoo_laws.pme import SourceField, relaxing_h, source_path, source_scale
 
     d, m = 3, 2.0
-    law = PME(m=m, route="source")
+    law = PME(m=m, route="source", target=target)
     lam, sigma = law.source_constants(d)
     assert lam == d * (m - 1) + 2 and sigma**2 == pytest.approx(barenblatt_second_moment(d, m) / d)
     t = torch.tensor([1e-3, 0.1, 1.0, 5.0], dtype=torch.float64)
     assert torch.allclose(source_scale(t, lam), relaxing_h(t, 1e-9, d, m), rtol=1e-6)
 
-    class PointMassOracle(torch.nn.Module):  # E[B | x] / sigma for data = delta_0
+    class PointMassOracle(torch.nn.Module):  # E[B | x] / sigma for data = delta_0, or its v
         def forward(self, x, t):
-            return x / (source_scale(t.double(), lam).to(x.dtype)[:, None] * sigma)
+            eps = x / (source_scale(t.double(), lam).to(x.dtype)[:, None] * sigma)
+            a, _, n = source_path(t, lam, sigma)
+            return eps if target == "eps" else (a / n).to(x.dtype)[:, None] * eps
 
     field = SourceField(PointMassOracle(), law)
     x = barenblatt_sample(6, d, m, seeded_generator(0), h=0.3).float()
@@ -198,6 +202,12 @@ def test_route_option_is_checked_and_source_route_conforms():
     assert "refused" in report["pressure_ratio"]  # no pressure: deterministic samplers only
     with pytest.raises(ZooError, match="route must be one of blob, source"):
         get_registry().create("law", "pme:route=dsm")
+    assert get_registry().create("law", "pme:route=source").target == "v"
+    check_law("pme:route=source:m=2:target=eps")
+    with pytest.raises(ZooError, match="target must be one of eps, v"):
+        get_registry().create("law", "pme:route=source:target=x0")
+    with pytest.raises(ZooError, match="target applies to route=source only"):
+        get_registry().create("law", "pme:target=v")
 
 
 def test_source_route_is_not_the_pme_for_spread_data():

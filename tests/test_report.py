@@ -77,10 +77,15 @@ def test_memorising_rule() -> None:
     assert not memorising({})
 
 
-def test_labels_show_only_the_options_that_differ() -> None:
-    names = labels({HEAT, HEAT_REF, "pme:m=2.0", "em:alpha=0.5:schedule=const", "em:alpha=1.0:schedule=const"})
+def test_labels_show_the_options_that_differ_or_leave_the_default() -> None:
+    names = labels({HEAT, HEAT_REF, "pme:m=2.0:route=blob"}, "law")
     assert names[HEAT] == "heat:t_min=0.001" and names[HEAT_REF] == "heat:t_min=1e-07"
-    assert names["pme:m=2.0"] == "pme" and names["em:alpha=0.5:schedule=const"] == "em"
+    assert names["pme:m=2.0:route=blob"] == "pme:m=2.0"  # m's default is none (1 + 2/d), route's is blob
+    # an option every row sets away from its default stays visible: these are not DSM heat rows
+    assert labels({"heat:T=5.0:route=blob"}, "law")["heat:T=5.0:route=blob"] == "heat:route=blob"
+    samplers = labels({"em:alpha=0.5:schedule=const", "em:alpha=1.0:schedule=const"}, "sampler")
+    assert samplers["em:alpha=0.5:schedule=const"] == "em"  # alpha has its own column
+    assert labels({"mine:k=1"}, "law")["mine:k=1"] == "mine"  # not installed here: differences only
 
 
 def test_three_files_and_a_self_contained_html(results: Path, tmp_path_factory) -> None:

@@ -92,6 +92,28 @@ def test_other_config_in_out_is_refused(tmp_path):
         train(TrainConfig(**{**TINY.to_json(), "steps": 3, "seed": 7}), tmp_path, progress=False)
 
 
+def test_a_checkpoint_from_before_an_option_existed_keeps_its_meaning(tmp_path):
+    """A checkpoint whose law SPEC has no ``target`` was trained to predict the noise: it must load
+    as target=eps (today's default is v), sample as it did, and resume under heat:target=eps only."""
+    eps = TrainConfig(**{**TINY.to_json(), "law": "heat:target=eps", "steps": 3})
+    first = train(eps, tmp_path, progress=False)
+    old_law = first.config.law.replace(":target=eps", "")  # what an older zoo wrote
+    ck = torch.load(tmp_path / training.CHECKPOINT, weights_only=True)
+    ck["config"]["law"] = old_law
+    torch.save(ck, tmp_path / training.CHECKPOINT)
+    config = json.loads((tmp_path / training.CONFIG).read_text())
+    (tmp_path / training.CONFIG).write_text(json.dumps({**config, "law": old_law}))
+
+    loaded = load_trained(tmp_path, device="cpu")
+    assert loaded.law.target == "eps" and loaded.config.law == first.config.law
+    x, t = torch.randn(8, 2), torch.full((8,), 0.5)
+    assert torch.equal(loaded.field.grad_p(x, t), first.field.grad_p(x, t))
+    again = train(eps, tmp_path, progress=False)  # the same run: finished, not refused
+    assert torch.equal(again.field.grad_p(x, t), first.field.grad_p(x, t))
+    with pytest.raises(ZooError, match="different config.*law"):
+        train(TrainConfig(**{**TINY.to_json(), "steps": 3}), tmp_path, progress=False)  # heat = target v
+
+
 def test_prepared_tensors_are_cached(tmp_path):
     train(TrainConfig(**{**TINY.to_json(), "steps": 2}), tmp_path, progress=False)
     prepared = torch.load(tmp_path / "prepared.pt", weights_only=True)

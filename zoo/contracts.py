@@ -56,6 +56,13 @@ class Plugin:
         parts = [self.name] + [f"{k}={format_value(v)}" for k, v in self.options().items()]
         return ":".join(parts)
 
+    @classmethod
+    def upgrade(cls, options: dict[str, Any]) -> dict[str, Any]:
+        """The options of a SPEC stored before some option existed (a checkpoint's), completed with
+        the values that reproduce what it meant then, where today's default would change it (heat's
+        ``target``: stored SPECs without it predicted the noise). Default: unchanged."""
+        return options
+
     def fail(self, message: str) -> None:
         """Raise a one-line user error prefixed by the plugin's name (use in __post_init__)."""
         raise ZooError(f"{self.kind} {self.name!r}: {message}")

@@ -241,6 +241,12 @@ class Registry:
         cls = self.entry(kind, spec.name).cls
         return build(cls, spec)
 
+    def restore(self, kind: str, spec: str) -> Any:
+        """Build a plugin from a SPEC read back from disk, through its class's ``upgrade``."""
+        parsed = Spec.parse(spec)
+        cls = self.entry(kind, parsed.name).cls
+        return build(cls, Spec(parsed.name, cls.upgrade(dict(parsed.options)), parsed.positional))
+
     def all_entries(self) -> list[Entry]:
         return [e for kind in self.entries for e in sorted(self.entries[kind].values(), key=lambda e: e.name)]
 

@@ -143,7 +143,7 @@ def ranked(rows: list[dict[str, Any]]) -> tuple[str | None, list[Entry]]:
     for r in rows:
         if r["status"] == "ok":
             groups[tuple(r[k] for k in CONFIG)].append(r)
-    names = labels({r[c] for r in rows for c in ("law", "network", "sampler")})
+    names = {k: v for c in ("law", "network", "sampler") for k, v in labels({r[c] for r in rows}, c).items()}
     entries = [Entry(k, sorted(v, key=lambda r: r["seed"]), names) for k, v in groups.items()]
     metric = primary_metric(rows)
     if metric is not None:
@@ -171,17 +171,32 @@ def short(spec: str) -> str:
     return spec.split(":", 1)[0]
 
 
-def labels(specs: set[str], drop: tuple[str, ...] = ("alpha",)) -> dict[str, str]:
-    """Shortest unambiguous labels: the plugin name, plus the options that differ between SPECs
-    of the same name (``heat:t_min=1e-07`` beside ``heat:t_min=0.001``); ``drop``: shown elsewhere."""
+def default_options(kind: str, name: str) -> dict[str, str]:
+    """The options of a plugin created from its bare name, as a SPEC spells them ({} when the
+    plugin is not installed here or needs options)."""
+    from zoo.registry import get_registry
+    from zoo.spec import Spec
+
+    try:
+        return Spec.parse(get_registry().create(kind, name).spec).options
+    except ZooError:
+        return {}
+
+
+def labels(specs: set[str], kind: str, drop: tuple[str, ...] = ("alpha",)) -> dict[str, str]:
+    """Shortest telling labels: the plugin name, plus the options that differ between SPECs of the
+    same name (``heat:t_min=1e-07`` beside ``heat:t_min=0.001``) or that every one of them sets
+    away from the plugin's default (``heat:route=blob`` alone); ``drop``: shown elsewhere."""
     from zoo.spec import Spec
 
     parsed = {s: Spec.parse(s) for s in specs}
+    defaults = {name: default_options(kind, name) for name in {p.name for p in parsed.values()}}
     out = {}
     for spec, p in parsed.items():
         same = [q for q in parsed.values() if q.name == p.name]
-        differ = [k for k, v in p.options.items() if k not in drop and any(q.options.get(k) != v for q in same)]
-        out[spec] = ":".join([p.name, *(f"{k}={p.options[k]}" for k in differ)])
+        shown = [k for k, v in p.options.items() if k not in drop and (
+            any(q.options.get(k) != v for q in same) or defaults[p.name].get(k, v) != v)]
+        out[spec] = ":".join([p.name, *(f"{k}={p.options[k]}" for k in shown)])
     return out
 
 

@@ -113,11 +113,13 @@ class Trained:
 # --------------------------------------------------------------------------- building
 
 
-def _plugins(config: TrainConfig) -> tuple[TrainConfig, Law, Network, Dataset]:
+def _plugins(config: TrainConfig, stored: bool = False) -> tuple[TrainConfig, Law, Network, Dataset]:
+    """The plugins of a config; ``stored``: it was read from disk (older SPECs are upgraded)."""
     registry = get_registry()
-    law = registry.create("law", config.law)
-    network = registry.create("network", config.network)
-    dataset = registry.create("dataset", config.dataset)
+    make = registry.restore if stored else registry.create
+    law = make("law", config.law)
+    network = make("network", config.network)
+    dataset = make("dataset", config.dataset)
     config = dataclasses.replace(config, law=law.spec, network=network.spec, dataset=dataset.spec)
     return config, law, network, dataset
 
@@ -195,7 +197,7 @@ def load_trained(out: str | Path, device: str = "auto") -> Trained:
         raise ZooError(f"no checkpoint in {str(out)!r} (train one with `zoo train --out {out}`)")
     dev = resolve_device(device)
     ck = _read_checkpoint(path, dev)
-    config, law, network, dataset = _plugins(ck["config"])
+    config, law, network, dataset = _plugins(ck["config"], stored=True)
     ema = _build_module(config, law, network, dataset).to(dev)
     try:
         ema.load_state_dict(ck["ema"])
@@ -302,6 +304,8 @@ def _train(config: TrainConfig, law: Law, network: Network, dataset: Dataset, ou
         if (out / CHECKPOINT).is_file():
             ck = _read_checkpoint(out / CHECKPOINT, device)
             previous = ck["config"]
+        if previous is not None:
+            previous = _plugins(previous, stored=True)[0]  # canonical, older SPECs upgraded
         if previous is not None and previous.identity() != config.identity():
             diff = [k for k, v in config.identity().items() if previous.identity().get(k) != v]
             raise ZooError(f"{str(out)!r} holds a training run with a different config "

@@ -25,6 +25,7 @@ from zoo.errors import ZooError
 from zoo.particles import ParticleLaw
 
 ROUTES = ("blob", "source")
+TARGETS = ("eps", "v")
 
 
 def default_m(dim: int) -> float:
@@ -94,9 +95,18 @@ def source_scale(t: Tensor, lam: float) -> Tensor:
     return (-torch.expm1(-lam * t)) ** (1.0 / lam)
 
 
+def source_path(t: Tensor, lam: float, sigma: float) -> tuple[Tensor, Tensor, Tensor]:
+    """(a, beta, n) of the source route's path x_t = a x0 + beta eps, eps = B / sigma:
+    a = e^-t, beta = b(t) sigma, n = sqrt(a^2 + beta^2) (float64)."""
+    t = t.double()
+    a, beta = torch.exp(-t), source_scale(t, lam) * sigma
+    return a, beta, torch.sqrt(a * a + beta * beta)
+
+
 class SourceField(Field):
-    """grad p = -b^(1-lambda) sigma eps(x, t) for a network eps predicting the standardised
-    Barenblatt draw B / sigma of the source route (see :class:`PME`). One NFE per call."""
+    """grad p = -b^(1-lambda) sigma eps(x, t) for a network predicting the standardised Barenblatt
+    draw eps = B / sigma of the source route (see :class:`PME`), or v = (a eps - beta x0) / n, from
+    which eps = (a v + beta x / n) / n (:func:`source_path`). One NFE per call."""
 
     def __init__(self, network: nn.Module, law: PME) -> None:
         super().__init__()
@@ -105,7 +115,11 @@ class SourceField(Field):
     def grad_p(self, x: Tensor, t: Tensor) -> Tensor:
         self.nfe += 1
         lam, sigma = self.law.source_constants(x[0].numel())
-        return -per_sample(source_scale(t.double(), lam) ** (1.0 - lam) * sigma, x) * self.network(x, t)
+        out = self.network(x, t)
+        if self.law.target == "v":
+            a, beta, n = (per_sample(c, x) for c in source_path(t, lam, sigma))
+            out = ((a * out + beta * x / n) / n).to(x.dtype)
+        return -per_sample(source_scale(t.double(), lam) ** (1.0 - lam) * sigma, x) * out
 
 
 @dataclass(frozen=True)
@@ -126,7 +140,9 @@ class PME(ParticleLaw):
     the PME (from a Barenblatt of h0 = 0.5 the second moment overshoots the exact one by up to
     41 %, at t ~ 0.015, in any d for m = 1 + 2/d). It is what trains on digits, where N
     particles cannot resolve a 64-d density for the blob method. Output ``vector``, deterministic
-    samplers only (no pressure p).
+    samplers only (no pressure p). ``target`` (source route only): the network predicts ``eps`` = B / sigma
+    or ``v`` = (e^-t eps - b sigma x0) / n, n^2 = e^-2t + b^2 sigma^2 (default: v, for the reason
+    given in :class:`zoo_laws.heat.Heat`).
     """
 
     name: ClassVar[str] = "pme"
@@ -134,6 +150,7 @@ class PME(ParticleLaw):
 
     m: float | None = None
     route: str = "blob"
+    target: str | None = None
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -143,6 +160,17 @@ class PME(ParticleLaw):
             self.fail(f"route must be one of {', '.join(ROUTES)}, got {self.route!r}")
         if self.route == "source":  # the network predicts a vector (B / sigma); say so in the SPEC
             object.__setattr__(self, "output", "vector")
+            object.__setattr__(self, "target", "v" if self.target is None else self.target)
+            if self.target not in TARGETS:
+                self.fail(f"target must be one of {', '.join(TARGETS)}, got {self.target!r}")
+        elif self.target is not None:
+            self.fail("target applies to route=source only (route=blob regresses the velocity)")
+
+    @classmethod
+    def upgrade(cls, options: dict[str, Any]) -> dict[str, Any]:
+        if options.get("route") == "source":
+            options.setdefault("target", "eps")  # stored before target existed: noise prediction
+        return options
 
     def source_constants(self, dim: int) -> tuple[float, float]:
         """(lambda, sigma) of the source route for data of dimension ``dim``."""
@@ -155,7 +183,7 @@ class PME(ParticleLaw):
         return super().prepare(data, generator)
 
     def loss(self, network: nn.Module, batch: dict[str, Tensor], generator: torch.Generator) -> Tensor:
-        """Source route: mean |eps(x_t, t) - B/sigma|^2, t log-uniform on [t_min, T]."""
+        """Source route: mean |eps(x_t, t) - B/sigma|^2 (or its v), t log-uniform on [t_min, T]."""
         if self.route != "source":
             return super().loss(network, batch, generator)
         x0 = batch["x0"]
@@ -163,8 +191,11 @@ class PME(ParticleLaw):
         lam, sigma = self.source_constants(math.prod(shape))
         t = log_uniform_times(n, self.t_min, self.T, generator).to(x0.device)
         b = self.prior(n, shape, generator).to(x0.device, x0.dtype)
-        xt = per_sample(torch.exp(-t), x0) * x0 + per_sample(source_scale(t, lam), x0) * b
-        return (network(xt, t.to(x0.dtype)) - b / sigma).square().mean()
+        a, beta, n = (per_sample(c, x0).to(x0.dtype) for c in source_path(t, lam, sigma))
+        eps = b / sigma
+        xt = a * x0 + beta * eps
+        goal = (a * eps - beta * x0) / n if self.target == "v" else eps
+        return (network(xt, t.to(x0.dtype)) - goal).square().mean()
 
     def field(self, network: nn.Module) -> Field:
         if self.route != "source":

@@ -36,7 +36,7 @@ class LogTimeEmbedding(nn.Module):
 
 
 def zero_(layer: nn.Module) -> nn.Module:
-    """Zero a layer's parameters: the network starts at output 0 (noise prediction of 0,
+    """Zero a layer's parameters: the network starts at output 0 (noise or v prediction of 0,
     pressure 0), the usual stable start (Ho et al. 2020 zero the last conv)."""
     for p in layer.parameters():
         nn.init.zeros_(p)
