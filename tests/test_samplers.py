@@ -170,7 +170,8 @@ def test_every_sampler_is_registered_with_a_summary():
     for name in names:
         cls = registry.entry("sampler", name).cls
         assert cls.summary and cls.__doc__ and cls.stochastic == (name in ("em", "pc"))
-    assert not DPMSolverPP().supports(type("L", (), {"name": "pme"})())
+    assert not DPMSolverPP().supports(registry.create("law", "pme"))  # blob route: no affine marginals
+    assert DPMSolverPP().supports(registry.create("law", "pme:route=source")) and DPMSolverPP().supports(Heat())
     assert PredictorCorrector().laws == ("heat",) and Heun().laws is None
 
 

@@ -335,6 +335,14 @@ class Law(Plugin):
         """P(rho)/rho at (x, t), shape (n,): the noise variance factor of the stochastic sampler."""
         raise NotImplementedError
 
+    def affine_path(self, t: float, dim: int) -> tuple[float, float, float] | None:
+        """(alpha, sigma, gain) when the forward marginal is that of x_t = alpha x0 + sigma noise
+        (noise of unit variance per coordinate and independent of x0; not necessarily Gaussian)
+        and the data prediction is E[x0 | x_t = x] = (x + gain grad p(x, t)) / alpha, for data of
+        dimension ``dim``; None when the law's marginals are not of that form (a nonlinear law's
+        particle flow). Exponential integrators (dpmpp) need it. Heat: (e^-t, s_t, s_t^2)."""
+        return None
+
     def reverse(self, field: Field, alpha: float | Alpha = 0.0) -> ReverseProcess:
         """The reverse process with noise strength alpha >= 0 (a constant or a function of t)."""
         fn = alpha if callable(alpha) else (lambda t, a=float(alpha): a)

@@ -230,6 +230,11 @@ class Heat(Law):
     def pressure_ratio(self, field: Field, x: Tensor, t: Tensor) -> Tensor:
         return torch.ones(x.shape[0], dtype=x.dtype, device=x.device)  # P(rho)/rho = 1
 
+    def affine_path(self, t: float, dim: int) -> tuple[float, float, float]:
+        """Every route: x_t = e^-t x0 + s_t z, and Tweedie's x0 = (x + s_t^2 grad log rho_t) / e^-t."""
+        var = -math.expm1(-2.0 * t)
+        return math.exp(-t), math.sqrt(var), var
+
 
 @zoo.hookimpl
 def zoo_register_laws(register) -> None:

@@ -172,6 +172,15 @@ class PME(ParticleLaw):
             options.setdefault("target", "eps")  # stored before target existed: noise prediction
         return options
 
+    def affine_path(self, t: float, dim: int) -> tuple[float, float, float] | None:
+        """Source route: x_t = e^-t x0 + b(t) sigma eps; grad p = -b^(1-lambda) sigma E[eps | x], so
+        E[x0 | x] = (x + b^lambda grad p) / e^-t. The blob route's marginals are not affine: None."""
+        if self.route != "source":
+            return None
+        lam, sigma = self.source_constants(dim)
+        b = float(source_scale(torch.tensor(float(t), dtype=torch.float64), lam))
+        return math.exp(-t), b * sigma, b**lam
+
     def source_constants(self, dim: int) -> tuple[float, float]:
         """(lambda, sigma) of the source route for data of dimension ``dim``."""
         m = self.exponent(dim)
