@@ -15,6 +15,7 @@ import pytest
 
 from zoo.errors import ZooError
 from zoo.io import write_json, write_npz
+from zoo.registry import get_registry
 from zoo.report import labels, memorising, ranked, summary, write_report
 
 HEAT, HEAT_REF = "heat:T=5.0:t_min=0.001", "heat:T=5.0:t_min=1e-07"
@@ -85,7 +86,10 @@ def test_labels_show_the_options_that_differ_or_leave_the_default() -> None:
     assert labels({"heat:T=5.0:route=blob"}, "law")["heat:T=5.0:route=blob"] == "heat:route=blob"
     samplers = labels({"em:alpha=0.5:schedule=const", "em:alpha=1.0:schedule=const"}, "sampler")
     assert samplers["em:alpha=0.5:schedule=const"] == "em"  # alpha has its own column
-    assert labels({"mine:k=1"}, "law")["mine:k=1"] == "mine"  # not installed here: differences only
+    assert labels({"mine:k=1"}, "law")["mine:k=1"] == "mine:k=1"  # not installed here: every option shown
+    # options another option implies stay hidden: route=source makes pme's output a vector and its target v
+    source = get_registry().create("law", "pme:route=source").spec
+    assert labels({source}, "law")[source] == "pme:route=source"
 
 
 def test_three_files_and_a_self_contained_html(results: Path, tmp_path_factory) -> None:

@@ -171,31 +171,33 @@ def short(spec: str) -> str:
     return spec.split(":", 1)[0]
 
 
-def default_options(kind: str, name: str) -> dict[str, str]:
-    """The options of a plugin created from its bare name, as a SPEC spells them ({} when the
-    plugin is not installed here or needs options)."""
+def at_default(kind: str, spec: "Spec", key: str) -> bool:
+    """Whether option ``key`` of ``spec`` has the value the plugin gives it when the SPEC leaves it
+    out (its default, or what the other options imply: pme's ``output`` under ``route=source``);
+    False when that cannot be told (the plugin is not installed here)."""
     from zoo.registry import get_registry
     from zoo.spec import Spec
 
+    rest = {k: v for k, v in spec.options.items() if k != key}
     try:
-        return Spec.parse(get_registry().create(kind, name).spec).options
+        built = get_registry().create(kind, Spec(spec.name, rest, spec.positional))
+        return Spec.parse(built.spec).options.get(key) == spec.options[key]
     except ZooError:
-        return {}
+        return False
 
 
 def labels(specs: set[str], kind: str, drop: tuple[str, ...] = ("alpha",)) -> dict[str, str]:
     """Shortest telling labels: the plugin name, plus the options that differ between SPECs of the
     same name (``heat:t_min=1e-07`` beside ``heat:t_min=0.001``) or that every one of them sets
-    away from the plugin's default (``heat:route=blob`` alone); ``drop``: shown elsewhere."""
+    away from what the plugin would choose (``heat:route=blob`` alone); ``drop``: shown elsewhere."""
     from zoo.spec import Spec
 
     parsed = {s: Spec.parse(s) for s in specs}
-    defaults = {name: default_options(kind, name) for name in {p.name for p in parsed.values()}}
     out = {}
     for spec, p in parsed.items():
         same = [q for q in parsed.values() if q.name == p.name]
         shown = [k for k, v in p.options.items() if k not in drop and (
-            any(q.options.get(k) != v for q in same) or defaults[p.name].get(k, v) != v)]
+            any(q.options.get(k) != v for q in same) or not at_default(kind, p, k))]
         out[spec] = ":".join([p.name, *(f"{k}={p.options[k]}" for k in shown)])
     return out
 

@@ -117,9 +117,61 @@ class SourceField(Field):
         lam, sigma = self.law.source_constants(x[0].numel())
         out = self.network(x, t)
         if self.law.target == "v":
-            a, beta, n = (per_sample(c, x) for c in source_path(t, lam, sigma))
-            out = ((a * out + beta * x / n) / n).to(x.dtype)
+            a, beta, norm = (per_sample(c, x) for c in source_path(t, lam, sigma))
+            out = ((a * out + beta * x / norm) / norm).to(x.dtype)
         return -per_sample(source_scale(t.double(), lam) ** (1.0 - lam) * sigma, x) * out
+
+
+class SourceEmpiricalField(Field):
+    """Exact source-route field of the empirical measure of ``points`` (the memorisation reference):
+    grad p = -b^(1-lambda) E[B | x], E[B | x] = (x - e^-t sum_j w_j y_j) / b, with w_j proportional to
+    the Barenblatt profile (R^2 - |x - e^-t y_j|^2 / b^2)_+^(1/(m-1)) of the kernel around point j.
+
+    The weights stream over chunks of points (online log-sum-exp), so memory is O(n x chunk). A
+    sample outside every kernel's support (the exact flow never leaves the union; round-off can)
+    takes the nearest kernel. Computed in float64, returned in x's dtype.
+    """
+
+    def __init__(self, points: Tensor, law: PME, chunk: int = 4096) -> None:
+        super().__init__()
+        if points.shape[0] < 1:
+            raise ZooError("the empirical field needs at least one training point")
+        self.register_buffer("points", points.reshape(points.shape[0], -1).double())  # (N, D)
+        dim = self.points.shape[1]
+        self.m = law.exponent(dim)
+        self.lam = law.source_constants(dim)[0]
+        self.radius = barenblatt_radius(dim, self.m)
+        self.chunk = chunk
+
+    def grad_p(self, x: Tensor, t: Tensor) -> Tensor:
+        self.nfe += 1
+        n = x.shape[0]
+        y = x.reshape(n, -1).double()
+        t = t.double().reshape(n, 1)
+        decay, b = torch.exp(-t), source_scale(t, self.lam)  # (n, 1)
+        top = torch.full((n, 1), -math.inf, dtype=y.dtype, device=y.device)  # running max log-weight
+        mass = torch.zeros((n, 1), dtype=y.dtype, device=y.device)  # sum of exp(logw - top)
+        mean = torch.zeros_like(y)  # sum of exp(logw - top) y_j
+        near, near_y = torch.full_like(top, -math.inf), torch.zeros_like(y)  # the nearest kernel's room, point
+        sq = (y**2).sum(-1, keepdim=True)
+        for pts in self.points.split(self.chunk):
+            dist2 = (sq - 2 * decay * (y @ pts.T) + decay**2 * (pts**2).sum(-1)) / b**2  # |x - e^-t y_j|^2 / b^2
+            room = self.radius**2 - dist2  # > 0 inside kernel j's support
+            logw = torch.where(room > 0, torch.log(room.clamp_min(1e-300)) / (self.m - 1.0), -math.inf)
+            best, idx = room.max(-1, keepdim=True)
+            closer = best > near
+            near, near_y = torch.where(closer, best, near), torch.where(closer, pts[idx[:, 0]], near_y)
+            new_top = torch.maximum(top, logw.amax(-1, keepdim=True))
+            finite = torch.isfinite(new_top)
+            rescale = torch.where(finite, torch.exp(top - new_top), 0.0)
+            e = torch.where(finite, torch.exp(logw - new_top), 0.0)
+            mass = mass * rescale + e.sum(-1, keepdim=True)
+            mean = mean * rescale + e @ pts
+            top = new_top
+        inside = mass > 0
+        centre = torch.where(inside, mean / torch.where(inside, mass, 1.0), near_y)  # sum_j w_j y_j
+        grad = -b ** (1.0 - self.lam) * (y - decay * centre) / b
+        return grad.reshape(x.shape).to(x.dtype)
 
 
 @dataclass(frozen=True)
@@ -200,16 +252,21 @@ class PME(ParticleLaw):
         lam, sigma = self.source_constants(math.prod(shape))
         t = log_uniform_times(n, self.t_min, self.T, generator).to(x0.device)
         b = self.prior(n, shape, generator).to(x0.device, x0.dtype)
-        a, beta, n = (per_sample(c, x0).to(x0.dtype) for c in source_path(t, lam, sigma))
+        a, beta, norm = (per_sample(c, x0).to(x0.dtype) for c in source_path(t, lam, sigma))
         eps = b / sigma
         xt = a * x0 + beta * eps
-        goal = (a * eps - beta * x0) / n if self.target == "v" else eps
+        goal = (a * eps - beta * x0) / norm if self.target == "v" else eps
         return (network(xt, t.to(x0.dtype)) - goal).square().mean()
 
     def field(self, network: nn.Module) -> Field:
         if self.route != "source":
             return super().field(network)
         return SourceField(network, self)
+
+    def empirical_field(self, points: Tensor) -> Field:
+        if self.route != "source":
+            return super().empirical_field(points)
+        return SourceEmpiricalField(points, self)
 
     def exponent(self, dim: int) -> float:
         """m for data of dimension ``dim`` (the option, or 1 + 2/d)."""
