@@ -20,6 +20,7 @@ from zoo import particles
 from zoo.blob import PowerEnergy
 from zoo.contracts import Field, GaussianMixture, Law, per_sample
 from zoo.grids import log_uniform_times
+from zoo_laws.streaming import softmax_sums
 
 T_DISTS = ("log", "logsnr", "uniform")
 ROUTES = ("dsm", "blob")
@@ -106,18 +107,12 @@ class EmpiricalField(Field):
         y = x.reshape(n, -1).double()
         t = t.double().reshape(n, 1)
         decay, var = torch.exp(-t), -torch.expm1(-2.0 * t)  # (n, 1)
-        top = torch.full((n, 1), -math.inf, dtype=y.dtype, device=y.device)  # running max logit
-        mass = torch.zeros((n, 1), dtype=y.dtype, device=y.device)  # sum of exp(logit - top)
-        mean = torch.zeros_like(y)  # sum of exp(logit - top) y_i
-        for pts in self.points.split(self.chunk):
-            # -|x - e^-t y|^2 / (2 s^2) up to the x-only term, which the softmax ignores
-            logits = (decay * (y @ pts.T) - 0.5 * decay**2 * (pts**2).sum(-1)) / var  # (n, chunk)
-            new_top = torch.maximum(top, logits.amax(-1, keepdim=True))
-            rescale, e = torch.exp(top - new_top), torch.exp(logits - new_top)
-            mass = mass * rescale + e.sum(-1, keepdim=True)
-            mean = mean * rescale + e @ pts
-            top = new_top
-        score = -(y - decay * mean / mass) / var
+
+        def logits(pts: Tensor) -> Tensor:  # -|x - e^-t y|^2 / (2 s^2) up to the x-only term, which the softmax ignores
+            return (decay * (y @ pts.T) - 0.5 * decay**2 * (pts**2).sum(-1)) / var
+
+        total, mass = softmax_sums(self.points, logits, n, self.chunk)
+        score = -(y - decay * total / mass) / var
         return score.reshape(x.shape).to(x.dtype)
 
 

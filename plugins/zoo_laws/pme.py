@@ -23,6 +23,7 @@ from zoo.contracts import Barenblatt, Dataset, Field, per_sample, seeded_generat
 from zoo.grids import log_uniform_times
 from zoo.errors import ZooError
 from zoo.particles import ParticleLaw
+from zoo_laws.streaming import softmax_sums
 
 ROUTES = ("blob", "source")
 TARGETS = ("eps", "v")
@@ -149,27 +150,24 @@ class SourceEmpiricalField(Field):
         y = x.reshape(n, -1).double()
         t = t.double().reshape(n, 1)
         decay, b = torch.exp(-t), source_scale(t, self.lam)  # (n, 1)
-        top = torch.full((n, 1), -math.inf, dtype=y.dtype, device=y.device)  # running max log-weight
-        mass = torch.zeros((n, 1), dtype=y.dtype, device=y.device)  # sum of exp(logw - top)
-        mean = torch.zeros_like(y)  # sum of exp(logw - top) y_j
-        near, near_y = torch.full_like(top, -math.inf), torch.zeros_like(y)  # the nearest kernel's room, point
         sq = (y**2).sum(-1, keepdim=True)
-        for pts in self.points.split(self.chunk):
-            dist2 = (sq - 2 * decay * (y @ pts.T) + decay**2 * (pts**2).sum(-1)) / b**2  # |x - e^-t y_j|^2 / b^2
-            room = self.radius**2 - dist2  # > 0 inside kernel j's support
-            logw = torch.where(room > 0, torch.log(room.clamp_min(1e-300)) / (self.m - 1.0), -math.inf)
-            best, idx = room.max(-1, keepdim=True)
-            closer = best > near
-            near, near_y = torch.where(closer, best, near), torch.where(closer, pts[idx[:, 0]], near_y)
-            new_top = torch.maximum(top, logw.amax(-1, keepdim=True))
-            finite = torch.isfinite(new_top)
-            rescale = torch.where(finite, torch.exp(top - new_top), 0.0)
-            e = torch.where(finite, torch.exp(logw - new_top), 0.0)
-            mass = mass * rescale + e.sum(-1, keepdim=True)
-            mean = mean * rescale + e @ pts
-            top = new_top
-        inside = mass > 0
-        centre = torch.where(inside, mean / torch.where(inside, mass, 1.0), near_y)  # sum_j w_j y_j
+
+        def room(pts: Tensor) -> Tensor:  # R^2 - |x - e^-t y_j|^2 / b^2: > 0 inside kernel j's support
+            return self.radius**2 - (sq - 2 * decay * (y @ pts.T) + decay**2 * (pts**2).sum(-1)) / b**2
+
+        def logw(pts: Tensor) -> Tensor:
+            r = room(pts)
+            return torch.where(r > 0, torch.log(r.clamp_min(1e-300)) / (self.m - 1.0), -math.inf)
+
+        total, mass = softmax_sums(self.points, logw, n, self.chunk)
+        centre = total / torch.where(mass > 0, mass, 1.0)  # sum_j w_j y_j
+        if bool((mass == 0).any()):  # outside every support: the nearest kernel (largest room), streamed too
+            best, nearest = torch.full_like(mass, -math.inf), torch.zeros_like(y)
+            for pts in self.points.split(self.chunk):
+                r, j = room(pts).max(-1, keepdim=True)
+                closer = r > best
+                best, nearest = torch.where(closer, r, best), torch.where(closer, pts[j[:, 0]], nearest)
+            centre = torch.where(mass > 0, centre, nearest)
         grad = -b ** (1.0 - self.lam) * (y - decay * centre) / b
         return grad.reshape(x.shape).to(x.dtype)
 
