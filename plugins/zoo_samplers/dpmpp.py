@@ -1,6 +1,7 @@
 """DPM-Solver++ multistep (2M, 3M) for laws with affine marginals (heat, the pme source route)."""
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 from typing import ClassVar
@@ -46,15 +47,15 @@ class DPMSolverPP(GridSampler):
         return super().unsupported(law)
 
     def sample(self, process: ReverseProcess, x: Tensor, grid: Tensor, noise: Noise) -> Tensor:
-        dim = x[0].numel()
+        path = functools.lru_cache(maxsize=None)(lambda s, dim=x[0].numel(): process.law.affine_path(s, dim))
         lams: list[float] = []  # lambda at the times of the stored predictions, newest last
         preds: list[Tensor] = []  # x0_hat, newest last
-        for t, t_next, _ in intervals(grid):
-            a, sigma, gain = process.law.affine_path(t, dim)
+        for t, t_next, _ in intervals(grid):  # each node's path is read once: as t_next, then as t
+            a, sigma, gain = path(t)
             tt = torch.full((x.shape[0],), t, dtype=x.dtype, device=x.device)
             preds = (preds + [(x + gain * process.field.grad_p(x, tt)) / a])[-self.order:]
             lams = (lams + [math.log(a / sigma)])[-self.order:]
-            a_next, sigma_next, _ = process.law.affine_path(t_next, dim)
+            a_next, sigma_next, _ = path(t_next)
             x = self._step(x, sigma_next / sigma, a_next, math.log(a_next / sigma_next), lams, preds)
         return x
 
