@@ -205,6 +205,7 @@ def test_sampler_that_does_not_support_a_law(capsys, tmp_path: Path) -> None:
 
 def test_resume_of_another_sweep_and_overwrite_are_refused(tmp_path: Path, capsys) -> None:
     out = tmp_path / "o"
+    out.mkdir()
     prepare_out(out, make_sweep(["heat", "euler"], [DATA], budget("smoke")), resume=False)
     code, err = _cli("bench", "--plugins", "heat,heun", "--budget", "smoke", "--dataset", DATA, "--out", str(out),
                      "--resume", capsys=capsys)

@@ -37,8 +37,9 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
+from zoo import lock
 from zoo.errors import ZooError
-from zoo.io import write_json, write_npz, writable_dir
+from zoo.io import append_text, remove_stale_temps, write_json, write_npz, writable_dir
 from zoo.registry import get_registry
 from zoo.spec import Spec
 
@@ -394,8 +395,7 @@ def run_job(job: dict[str, Any]) -> dict[str, Any]:
     folder = Path(job["out"]) / "runs" / job["id"]
     folder.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
-    with open(folder / "log", "a") as log:
-        log.write(f"start {time.strftime('%Y-%m-%dT%H:%M:%S')} pid {os.getpid()}\n")
+    append_text(folder / "log", f"start {time.strftime('%Y-%m-%dT%H:%M:%S')} pid {os.getpid()}\n")
     try:
         reseed(job["id"])
         write_json(folder / "spec.json", job["spec"])
@@ -405,12 +405,10 @@ def run_job(job: dict[str, Any]) -> dict[str, Any]:
     except Exception as exc:  # recorded with its reason; the sweep goes on
         message = str(exc) if isinstance(exc, ZooError) else f"{type(exc).__name__}: {exc}"
         result = {"status": "failed", "error": message or type(exc).__name__}
-        with open(folder / "log", "a") as log:
-            log.write(traceback.format_exc())
+        append_text(folder / "log", traceback.format_exc())
     result["timing"] = {"seconds": round(time.perf_counter() - start, 3)}
     write_json(folder / "metrics.json", result)
-    with open(folder / "log", "a") as log:
-        log.write(f"end {result['status']} {result['timing']['seconds']} s\n")
+    append_text(folder / "log", f"end {result['status']} {result['timing']['seconds']} s\n")
     return result
 
 
@@ -566,10 +564,8 @@ def make_row(job: dict[str, Any], result: dict[str, Any], sweep: Sweep, vers: di
 
 
 def prepare_out(out: Path, sweep: Sweep, resume: bool) -> None:
-    """Check --out before any work: writable; empty, or a --resume of the same sweep."""
-    if out.exists() and not out.is_dir():
-        raise ZooError(f"--out {str(out)!r} is a file, expected a folder")
-    writable_dir(out)
+    """Check --out before any work (holding its lock): writable; empty, or a --resume of the same
+    sweep, whose killed writers' temporary files are removed."""
     stored = out / "sweep.json"
     if resume:
         if stored.exists():
@@ -580,6 +576,7 @@ def prepare_out(out: Path, sweep: Sweep, resume: bool) -> None:
             if old != sweep.hash:
                 raise ZooError(f"--resume: {str(out)!r} holds a different sweep (hash {old}, this one {sweep.hash}); "
                                f"rerun it with the same options or choose another --out")
+        remove_stale_temps(out)
     elif (out / "results.json").exists() or stored.exists():
         raise ZooError(f"--out {str(out)!r} already holds bench results: pass --resume to continue that sweep "
                        f"or choose another --out")
@@ -597,10 +594,20 @@ def _load_done(out: Path, job: dict[str, Any]) -> dict[str, Any] | None:
 
 def run_bench(sweep: Sweep, out: Path, executor: Any, *, resume: bool = False, progress: bool = True,
               echo: Callable[[str], None] = print) -> list[dict[str, Any]]:
-    """Run (or resume) a sweep into ``out``; returns the results rows."""
+    """Run (or resume) a sweep into ``out``; returns the results rows. The folder is locked for
+    the whole sweep (:mod:`zoo.lock`): a second sweep or ``--resume`` on it is refused."""
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise ZooError(f"--out {str(out)!r} is a file, expected a folder")
+    writable_dir(out)
+    with lock.hold(out):
+        return _run_locked(sweep, out, executor, resume=resume, progress=progress, echo=echo)
+
+
+def _run_locked(sweep: Sweep, out: Path, executor: Any, *, resume: bool, progress: bool,
+                echo: Callable[[str], None]) -> list[dict[str, Any]]:
     from tqdm.auto import tqdm
 
-    out = Path(out)
     prepare_out(out, sweep, resume)
     jobs = plan(sweep)
     vers = versions(sweep)

@@ -6,6 +6,7 @@ does not depend on the batch size.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Callable
 
 import torch
 from torch import Tensor
@@ -71,8 +72,11 @@ def prior_samples(law: Law, shape: tuple[int, ...], seed: int, indices: range) -
 
 
 def generate(law: Law, field: Field, sampler: Sampler, *, n: int, nfe: int | None, shape: tuple[int, ...],
-             seed: int = 0, batch_size: int = 1000, device: str | torch.device = "cpu") -> Generated:
-    """``nfe``: the budget per trajectory; None for an adaptive sampler, whose tolerances set its steps."""
+             seed: int = 0, batch_size: int = 1000, device: str | torch.device = "cpu",
+             on_batch: Callable[[Tensor], None] | None = None) -> Generated:
+    """``nfe``: the budget per trajectory; None for an adaptive sampler, whose tolerances set its steps.
+    ``on_batch``: receives each batch of samples (float32, CPU) as soon as it is done, and they are
+    not kept (the result's ``samples`` is empty): memory stays that of one batch, whatever ``n``."""
     if n < 1:
         raise ZooError(f"n must be at least 1, got {n}")
     if nfe is None and not sampler.adaptive:
@@ -99,5 +103,8 @@ def generate(law: Law, field: Field, sampler: Sampler, *, n: int, nfe: int | Non
             if not torch.isfinite(y).all():
                 raise ZooError(f"sampler {sampler.name!r} produced non-finite samples "
                                f"(try more NFE or a smaller alpha)")
-            outputs.append(y.float().cpu())
-    return Generated(torch.cat(outputs), counted, grid)
+            if on_batch is not None:
+                on_batch(y.float().cpu())
+            else:
+                outputs.append(y.float().cpu())
+    return Generated(torch.cat(outputs) if outputs else torch.empty(0, *shape), counted, grid)

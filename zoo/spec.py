@@ -91,5 +91,18 @@ class Spec:
 
 
 def split_list(values: tuple[str, ...] | list[str]) -> list[str]:
-    """Split repeatable, comma-separated CLI values: ('heat,pme:m=3', 'heun') -> ['heat', 'pme:m=3', 'heun']."""
-    return [item.strip() for value in values for item in value.split(",") if item.strip()]
+    """Split repeatable, comma-separated CLI values: ('heat,pme:m=3', 'heun') -> ['heat', 'pme:m=3', 'heun'].
+    A comma inside brackets belongs to a formula, not the list: 'custom:F=pow(rho,2),heun' is two SPECs."""
+    items = []
+    for value in values:
+        depth, start = 0, 0
+        for i, ch in enumerate(value):
+            if ch in "([{":
+                depth += 1
+            elif ch in ")]}":
+                depth = max(0, depth - 1)
+            elif ch == "," and depth == 0:
+                items.append(value[start:i])
+                start = i + 1
+        items.append(value[start:])
+    return [item.strip() for item in items if item.strip()]

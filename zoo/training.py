@@ -24,7 +24,6 @@ import json
 import math
 import os
 import sys
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -39,6 +38,7 @@ from zoo.contracts import BuildContext, Dataset, Field, Law, Network, seeded_gen
 from zoo.devices import resolve_device
 from zoo.errors import ZooError
 from zoo.registry import get_registry
+from zoo.safe import load_tensors
 
 CHECKPOINT = "checkpoint.pt"
 CONFIG = "config.json"
@@ -161,12 +161,7 @@ def _first_line(exc: Exception) -> str:
 
 def _read_checkpoint(path: Path, device: torch.device | str = "cpu") -> dict[str, Any]:
     """The checkpoint's contents, its config parsed; ZooError if it is not one."""
-    try:
-        with warnings.catch_warnings():  # torch warns before failing on foreign pickles: one line is enough
-            warnings.simplefilter("ignore")
-            ck = torch.load(path, map_location=device, weights_only=True)
-    except Exception as exc:
-        raise ZooError(f"corrupt checkpoint {str(path)!r}: {_first_line(exc)}") from None
+    ck = load_tensors(path, "checkpoint", map_location=device)
     keys = {"config", "step", "model", "ema", "optimizer", "losses"}
     if not isinstance(ck, dict) or not keys <= set(ck):
         found = set(ck) if isinstance(ck, dict) else set()
@@ -255,10 +250,9 @@ def _prepare(law: Law, dataset: Dataset, config: TrainConfig, out: Path | None, 
     if cache is not None and ddp.rank != 0:
         dist.barrier()  # wait for rank 0 to write the cache
     if cache is not None and cache.is_file():
-        try:
-            prepared = torch.load(cache, map_location="cpu", weights_only=True)
-        except Exception as exc:
-            raise ZooError(f"corrupt cache {str(cache)!r} ({type(exc).__name__}); delete it to recompute") from None
+        prepared = load_tensors(cache, "cache", hint="; delete it to recompute")
+        if not isinstance(prepared, dict) or not all(isinstance(v, torch.Tensor) for v in prepared.values()):
+            raise ZooError(f"corrupt cache {str(cache)!r}: not a dict of tensors; delete it to recompute")
     else:
         prepared = law.prepare(dataset.train(), seeded_generator(config.seed, 2**40))
         if cache is not None:
@@ -335,7 +329,7 @@ def _train(config: TrainConfig, law: Law, network: Network, dataset: Dataset, ou
     if writer:
         # the log restarts from the checkpoint: steps run after it, before a crash, are dropped
         io.write_text(out / LOG, "".join(json.dumps({"step": i + 1, "loss": v}) + "\n" for i, v in enumerate(losses)))
-        log = open(out / LOG, "a")
+        log = io.open_log(out / LOG)
     bar = tqdm(total=config.steps, initial=start, desc="train", file=sys.stderr, dynamic_ncols=True,
                disable=not progress or ddp.rank != 0)
     try:

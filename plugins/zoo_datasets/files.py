@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import math
-import zipfile
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -12,6 +11,8 @@ import torch
 from torch import Tensor
 
 from zoo.contracts import Dataset, seeded_generator
+from zoo.errors import ZooError
+from zoo.safe import load_array
 
 
 @dataclass(frozen=True)
@@ -40,17 +41,10 @@ class FileData(Dataset):
             self.fail(f"no such file: {self.path}")
         if not path.is_file():
             self.fail(f"{self.path} is not a file")
-        unreadable = (OSError, ValueError, EOFError, zipfile.BadZipFile)  # ValueError: pickled objects
         try:
-            loaded = np.load(path, allow_pickle=False)
-            if isinstance(loaded, np.ndarray):
-                return loaded
-            with loaded:  # an .npz archive
-                if "samples" not in loaded.files:
-                    self.fail(f"{self.path} has no 'samples' array (keys: {', '.join(loaded.files) or 'none'})")
-                return loaded["samples"]
-        except unreadable as exc:
-            self.fail(f"cannot read {self.path} as .npy or .npz ({type(exc).__name__}: {exc})")
+            return load_array(path, "samples", "file")  # no pickle: a crafted file cannot run code
+        except ZooError as exc:
+            self.fail(str(exc))
 
     @cached_property
     def _splits(self) -> dict[str, Tensor]:

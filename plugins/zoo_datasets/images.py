@@ -14,7 +14,9 @@ from __future__ import annotations
 
 import math
 import os
-import pickle
+import stat
+import sys
+import warnings
 from dataclasses import dataclass
 from functools import cached_property, lru_cache
 from pathlib import Path
@@ -26,7 +28,8 @@ from torch import Tensor
 
 import zoo
 from zoo.contracts import Dataset, seeded_generator
-from zoo.errors import ZooError
+from zoo.errors import ZooError, printable
+from zoo.safe import file_kind, open_regular, unpickle_arrays
 
 ROOT_ENV = "ZOO_DATA_ROOT"
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff")
@@ -144,7 +147,9 @@ class _TorchvisionImages(_DiskImages):
     def _read(self) -> dict[str, Split]:
         try:
             return _read_cached(type(self).__name__, str(self.path))
-        except (OSError, ValueError, AssertionError, EOFError, KeyError, pickle.UnpicklingError, RuntimeError) as exc:
+        except ZooError as exc:
+            self.fail(str(exc))
+        except (OSError, ValueError, AssertionError, EOFError, KeyError, RuntimeError) as exc:
             self.fail(f"cannot read the files in {self.path}: {type(exc).__name__}: {exc}")
 
 
@@ -168,15 +173,23 @@ def _read_mnist(path: Path) -> dict[str, Split]:
 
 
 def _read_cifar10(path: Path) -> dict[str, Split]:
-    """cifar-10-batches-py pickles -> {split: (uint8 (n, 3, 32, 32), int64 (n,))}."""
+    """cifar-10-batches-py pickles -> {split: (uint8 (n, 3, 32, 32), int64 (n,))}. The batches are
+    read by an unpickler that builds only arrays, lists, dicts, numbers and strings: a crafted
+    batch cannot run code (torchvision's reader unpickles anything)."""
 
     def batches(names: list[str]) -> Split:
         images, labels = [], []
         for name in names:
-            with open(path / name, "rb") as f:
-                batch = pickle.load(f, encoding="latin1")  # the format torchvision reads
-            images.append(np.asarray(batch["data"], dtype=np.uint8).reshape(-1, 3, 32, 32))  # rows are R, G, B planes
-            labels.append(np.asarray(batch["labels"], dtype=np.int64))
+            batch = unpickle_arrays(path / name, "CIFAR-10 batch")
+            data = batch.get("data") if isinstance(batch, dict) else None
+            label = batch.get("labels") if isinstance(batch, dict) else None
+            if not (isinstance(data, np.ndarray) and data.dtype == np.uint8 and data.ndim == 2
+                    and data.shape[1] == 3 * 32 * 32 and isinstance(label, list) and len(label) == len(data)
+                    and all(type(v) is int and 0 <= v < 10 for v in label)):
+                raise ValueError(f"{name} is not a CIFAR-10 batch: expected a dict of 'data' (uint8, (n, 3072)) "
+                                 f"and n 'labels' in 0..9")
+            images.append(data.reshape(-1, 3, 32, 32))  # rows are R, G, B planes
+            labels.append(np.asarray(label, dtype=np.int64))
         return torch.from_numpy(np.concatenate(images)), torch.from_numpy(np.concatenate(labels))
 
     return {"train": batches([f"data_batch_{i}" for i in range(1, 6)]), "test": batches(["test_batch"])}
@@ -254,24 +267,51 @@ class ImageFolder(_DiskImages):
 
     @cached_property
     def _files(self) -> dict[str, tuple[Path, list[Path]]]:
-        """{split: (its folder, sorted image files)}; the one key "" when PATH has no train/test split."""
+        """{split: (its folder, sorted image files)}; the one key "" when PATH has no train/test split.
+        Only regular files count (links to them too): a FIFO, device or socket named like an image
+        is skipped with a warning, never opened (opening a FIFO blocks until someone writes)."""
         root = Path(self.path)
         test = next((root / name for name in ("test", "val") if (root / name).is_dir()), None)
         folders = {"train": root / "train", "test": test} if (root / "train").is_dir() and test else {"": root}
-        found = {split: (folder, sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES))
-                 for split, folder in folders.items()}
+        found, skipped = {}, []
+        for split, folder in folders.items():
+            files = []
+            for p in sorted(folder.rglob("*")):
+                if p.suffix.lower() not in IMAGE_SUFFIXES:
+                    continue
+                try:
+                    mode = p.stat().st_mode
+                except OSError:  # a dangling link
+                    mode = p.lstat().st_mode
+                if stat.S_ISREG(mode):
+                    files.append(p)
+                elif not stat.S_ISDIR(mode):
+                    skipped.append((p, mode))
+            found[split] = (folder, files)
+        if skipped:
+            first, mode = skipped[0]
+            _warn_once(f"dataset 'imagefolder': skipped {len(skipped)} file(s) under {printable(self.path)} that "
+                       f"are not regular files (first: {printable(str(first))}, {file_kind(mode)})")
         return found if all(files for _, files in found.values()) else {}
 
     def _load(self, file: Path) -> np.ndarray:
-        """One image -> uint8 (C, size, size)."""
-        from PIL import Image, ImageOps, UnidentifiedImageError
+        """One image -> uint8 (C, size, size). An image whose header declares more pixels than PIL's
+        MAX_IMAGE_PIXELS (a decompression bomb: a small file that decodes to gigabytes) is refused."""
+        from PIL import Image, ImageOps
 
         try:
-            with Image.open(file) as image:
-                image = image.convert("L" if self.channels == 1 else "RGB")
-                image = ImageOps.fit(image, (self.size, self.size), Image.Resampling.BICUBIC)
-        except (OSError, UnidentifiedImageError, ValueError) as exc:
-            self.fail(f"cannot read image {file}: {exc}")
+            with warnings.catch_warnings():
+                warnings.simplefilter("error", Image.DecompressionBombWarning)
+                with open_regular(file, "image") as f, Image.open(f) as image:
+                    image = image.convert("L" if self.channels == 1 else "RGB")
+                    image = ImageOps.fit(image, (self.size, self.size), Image.Resampling.BICUBIC)
+        except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+            size = str(exc).split(",")[0]  # "Image size (N pixels) exceeds limit of M pixels"
+            self.fail(f"refused image {printable(str(file))}: {size} (a decompression bomb?)")
+        except ZooError as exc:
+            self.fail(str(exc))
+        except Exception as exc:  # PIL raises OSError, ValueError, SyntaxError, struct.error... on bad files
+            self.fail(f"cannot read image {printable(str(file))}: {type(exc).__name__}: {exc}")
         pixels = np.asarray(image, dtype=np.uint8)
         return pixels[None] if pixels.ndim == 2 else pixels.transpose(2, 0, 1)
 
@@ -295,6 +335,16 @@ class ImageFolder(_DiskImages):
             labels = torch.tensor([names.index(c[0]) for c in classes[split]]) if labelled else None
             out[split] = (images, labels)
         return out
+
+
+_WARNED: set[str] = set()
+
+
+def _warn_once(message: str) -> None:
+    """A warning on stderr, once per process (data sets are built again for every run)."""
+    if message not in _WARNED:
+        _WARNED.add(message)
+        print(f"zoo: warning: {message}", file=sys.stderr)
 
 
 IMAGE_DATASETS = (MNIST, CIFAR10, ImageFolder)

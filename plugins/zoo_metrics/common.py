@@ -18,7 +18,9 @@ import torch
 from torch import Tensor
 
 from zoo.contracts import EvalContext
+from zoo.errors import ZooError
 from zoo.io import save_torch
+from zoo.safe import load_tensors
 
 CHUNK_ELEMENTS = 1 << 24  # entries of one distance block (64 MiB in float32)
 _CACHE: OrderedDict[tuple, Any] = OrderedDict()
@@ -62,19 +64,37 @@ def fingerprint(x: Tensor) -> str:
     return h.hexdigest()
 
 
+def plain(value: Any) -> bool:
+    """Whether ``value`` is tensors, numbers and strings in tuples, lists and str-keyed dicts:
+    what the disk cache stores, and all that reading it back may build."""
+    if isinstance(value, (Tensor, bool, int, float, str, type(None))):
+        return True
+    if isinstance(value, (tuple, list)):
+        return all(plain(v) for v in value)
+    if isinstance(value, dict):
+        return all(isinstance(k, str) and plain(v) for k, v in value.items())
+    return False
+
+
 def cached(key: tuple, compute: Callable[[], Any], folder: str | None = None) -> Any:
     """Memoise ``compute()`` under ``key`` (an LRU of the last few reference-side results) and,
     given a ``folder``, on disk too: bench runs live in separate processes, and reference
-    statistics (Inception features of 50k CIFAR-10 images) are worth computing once per data set."""
+    statistics (Inception features of 50k CIFAR-10 images) are worth computing once per data set.
+    On disk, a value must be :func:`plain`; it is read back with ``weights_only=True``, so a cache
+    file planted in a shared folder can hold data, never code."""
     if key in _CACHE:
         _CACHE.move_to_end(key)
         return _CACHE[key]
     path = Path(folder) / f"{hashlib.blake2b(repr(key).encode(), digest_size=16).hexdigest()}.pt" if folder else None
     if path is not None and path.is_file():
-        value = torch.load(path, weights_only=False)
+        value = load_tensors(path, "metric cache file", hint="; delete it to recompute")
+        if not plain(value):
+            raise ZooError(f"corrupt metric cache file {str(path)!r}; delete it to recompute")
     else:
         value = compute()
         if path is not None:
+            if not plain(value):
+                raise TypeError(f"cached on disk: {type(value).__name__} is not tensors, numbers and strings")
             save_torch(path, value)
     _CACHE[key] = value
     if len(_CACHE) > _CACHE_SIZE:

@@ -11,7 +11,7 @@ reference features and FID statistics are cached on disk in ``ctx.cache_dir`` (a
 """
 from __future__ import annotations
 
-import pickle
+import tempfile
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -23,6 +23,7 @@ from torch import Tensor
 from zoo.contracts import Dataset, EvalContext, Metric
 from zoo.errors import ZooError
 from zoo.io import writable_dir
+from zoo.safe import load_tensors
 from zoo_metrics import extractor as cnn
 from zoo_metrics.common import cached, fingerprint, one_thread
 
@@ -56,17 +57,29 @@ def _inception(path: str, digest: str, device: str) -> torch.nn.Module:
     from torch_fidelity.feature_extractor_inceptionv3 import FeatureExtractorInceptionV3
 
     what = f"metric 'fidelity': Inception weights {path}"
-    try:  # tensors only: the unrestricted load below then runs no code from the file
-        torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # torch's UnpicklingError text advises weights_only=False: not for us
-        reason = type(exc).__name__ if isinstance(exc, pickle.UnpicklingError) else _one_line(exc)
-        raise ZooError(f"{what} are unreadable (not a torch state dict: {reason})") from None
-    try:
-        net = FeatureExtractorInceptionV3(INCEPTION_NAME, ["2048", "logits_unbiased"],
-                                          feature_extractor_weights_path=path)
-    except Exception as exc:  # another network's state dict fails the strict load
-        raise ZooError(f"{what} do not fit torch-fidelity's Inception-v3 ({_one_line(exc)})") from None
+    try:  # tensors only (weights_only=True): the file cannot run code
+        state = load_tensors(path, "weights")
+    except ZooError as exc:
+        raise ZooError(f"{what} are unreadable (not a torch state dict: {exc})") from None
+    if not isinstance(state, dict) or not all(isinstance(v, Tensor) for v in state.values()):
+        raise ZooError(f"{what} are unreadable (not a torch state dict: not a dict of tensors)")
+    # torch-fidelity loads its file with weights_only=False: hand it our own copy of the checked
+    # tensors, not the user's file, which could change between our check and its load
+    with tempfile.TemporaryDirectory(prefix="zoo-inception-") as folder:
+        copy = Path(folder) / "weights.pth"
+        torch.save(state, copy)
+        del state
+        try:
+            net = FeatureExtractorInceptionV3(INCEPTION_NAME, ["2048", "logits_unbiased"],
+                                              feature_extractor_weights_path=str(copy))
+        except Exception as exc:  # another network's state dict fails the strict load
+            raise ZooError(f"{what} do not fit torch-fidelity's Inception-v3 ({_one_line(exc)})") from None
     return net.to(device)
+
+
+def _tensors(stats: dict) -> dict[str, Tensor]:
+    """torch-fidelity's numpy statistics as tensors: what the disk cache stores."""
+    return {k: torch.from_numpy(v) for k, v in stats.items()}
 
 
 def _sha256(path: str) -> str:
@@ -165,8 +178,10 @@ class Fidelity(Metric):
         # when both sets are no larger than a subset, every subset is the whole set: one is enough
         subsets = 1 if size == len(gen) == len(ref) else self.kid_subsets
         with one_thread():
-            ref_stats = cached(("fid-stats", self.extractor, fingerprint(ref)), lambda: fid_features_to_statistics(ref),
+            ref_stats = cached(("fid-stats", self.extractor, fingerprint(ref)),
+                               lambda: _tensors(fid_features_to_statistics(ref)),
                                _cache_folder(ctx) if self.extractor == "inception" else None)
+            ref_stats = {k: v.numpy() for k, v in ref_stats.items()}
             fid = fid_statistics_to_metric(fid_features_to_statistics(gen), ref_stats, verbose=False)
             kid = kid_features_to_metric(gen, ref, kid_subsets=subsets, kid_subset_size=size, rng_seed=ctx.seed,
                                          verbose=False)

@@ -24,6 +24,9 @@ A = (
 B = (35 / 384, 0.0, 500 / 1113, 125 / 192, -2187 / 6784, 11 / 84)  # 5th order; stage 7 = FSAL
 E = (71 / 57600, 0.0, -71 / 16695, 71 / 1920, -17253 / 339200, 22 / 525, -1 / 40)  # 5th - 4th order
 MAX_STEPS = 100_000
+# below 100 float64 epsilons (scipy's floor for rtol) a tolerance cannot be met: the step size
+# would shrink until time stops advancing and MAX_STEPS ran out, silently, for hours
+MIN_TOL = 100 * float(torch.finfo(torch.float64).eps)
 
 
 def _combine(k: list[Tensor], coeffs: tuple[float, ...]) -> Tensor:
@@ -56,6 +59,9 @@ class RK45(GridSampler):
             value = getattr(self, key)
             if not (0 < value < 1):
                 self.fail(f"{key} must lie in (0, 1), got {value}")
+            if value < MIN_TOL:
+                self.fail(f"{key}={value:g} is below floating-point precision (at least {MIN_TOL:.2g}, "
+                          f"100 float64 epsilons): it cannot be met")
 
     def steps_for(self, nfe: int) -> int:
         return 1

@@ -8,7 +8,7 @@ import sys
 
 import click
 
-from zoo.errors import ZooError
+from zoo.errors import ZooError, one_line
 
 COMMANDS = {
     "plugins": "List every plugin with its kind and provenance.",
@@ -47,24 +47,36 @@ def cli(plugins_dir: tuple[str, ...]) -> None:
         os.environ["ZOO_PLUGINS_DIR"] = os.pathsep.join(dirs + list(plugins_dir))
 
 
+def fail(message: str) -> None:
+    """Report a failed command: one printable line (a SPEC may hold an escape sequence), after
+    removing the output folders it created and left empty."""
+    from zoo import io
+
+    io.remove_empty_outputs()
+    click.echo(f"zoo: {one_line(message)}", err=True)
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point: user errors are one line on stderr and exit status 2, never a traceback."""
+    from zoo import io
+
+    io.forget_created_outputs()
     try:
         cli.main(args=argv, prog_name="zoo", standalone_mode=False)
     except click.exceptions.Abort:
-        click.echo("zoo: interrupted", err=True)
+        fail("interrupted")
         sys.exit(130)
     except click.ClickException as exc:
-        click.echo(f"zoo: {exc.format_message()}", err=True)
+        fail(exc.format_message())
         sys.exit(exc.exit_code)
     except ZooError as exc:
-        click.echo(f"zoo: {exc}", err=True)
+        fail(str(exc))
         sys.exit(2)
     except KeyboardInterrupt:
-        click.echo("zoo: interrupted", err=True)
+        fail("interrupted")
         sys.exit(130)
     except Exception as exc:  # last resort: still one line; ZOO_DEBUG=1 shows the traceback
         if os.environ.get("ZOO_DEBUG"):
             raise
-        click.echo(f"zoo: error: {type(exc).__name__}: {exc} (set ZOO_DEBUG=1 for the traceback)", err=True)
+        fail(f"error: {type(exc).__name__}: {exc} (set ZOO_DEBUG=1 for the traceback)")
         sys.exit(1)

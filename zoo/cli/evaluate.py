@@ -2,7 +2,6 @@ from __future__ import annotations
 
 import json
 import math
-import zipfile
 from pathlib import Path
 
 import click
@@ -10,24 +9,16 @@ import numpy as np
 
 from zoo.errors import ZooError
 from zoo.registry import get_registry
+from zoo.safe import load_array
 from zoo.spec import split_list
 
 
 def load_samples(path: str) -> np.ndarray:
-    """The ``samples`` array of an .npz file (or a bare .npy array)."""
+    """The ``samples`` array of an .npz file (or a bare .npy array), read without pickle."""
     file = Path(path).expanduser()
     if not file.is_file():
         raise ZooError(f"no such samples file: {path}")
-    try:
-        loaded = np.load(file, allow_pickle=False)
-    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
-        raise ZooError(f"cannot read {path} as .npz or .npy ({type(exc).__name__}: {exc})") from None
-    if isinstance(loaded, np.ndarray):
-        return loaded
-    with loaded:
-        if "samples" not in loaded.files:
-            raise ZooError(f"{path} has no 'samples' array (keys: {', '.join(loaded.files) or 'none'})")
-        return loaded["samples"]
+    return load_array(file, "samples", "samples file")
 
 
 def table(values: dict[str, float], floors: dict[str, float], better: dict[str, bool]) -> str:

@@ -1,8 +1,13 @@
 from __future__ import annotations
 
 import json
+import math
+import sys
 
 import click
+import numpy as np
+import torch
+from tqdm import tqdm
 
 from zoo import io
 from zoo.errors import ZooError
@@ -46,12 +51,24 @@ def command(checkpoint: str | None, law: str | None, network: str | None, datase
     trained = load_trained(checkpoint, device) if checkpoint is not None else untrained(law, network, dataset, device)
     if trained.steps_done < trained.config.steps:
         click.echo(f"zoo: warning: the checkpoint has {trained.steps_done} of {trained.config.steps} steps", err=True)
-    result = generate(trained.law, trained.field, sampler_, n=n, nfe=budget,
-                      shape=tuple(trained.dataset.shape), seed=seed, batch_size=batch_size, device=trained.device)
-    protocol = {"law": trained.config.law, "network": trained.config.network, "dataset": trained.config.dataset,
-                "sampler": sampler_.spec, "nfe_budget": budget, "nfe": result.nfe, "n": n, "seed": seed,
-                "checkpoint": checkpoint, "training": trained.config.to_json() if checkpoint else None,
-                "steps_done": trained.steps_done, "grid": result.grid.tolist()}
-    io.write_npz(out, samples=result.samples.numpy().astype("float32"), nfe=result.nfe,
-                 grid=result.grid.numpy(), protocol=json.dumps(protocol))
+    shape = tuple(trained.dataset.shape)
+    io.check_free_space(out, n * math.prod(shape) * 4, f"{n} samples of shape {shape}")
+    # samples go to the file batch by batch: memory is one batch's, whatever --n; progress and the
+    # time left show on a terminal from the first finished batch on
+    bar = tqdm(total=n, desc="sample", unit="sample", file=sys.stderr, dynamic_ncols=True, disable=None, delay=0.5)
+    with io.npz_stream(out) as npz, bar:
+        with npz.rows("samples", (n, *shape), np.float32) as write:
+            def on_batch(samples: torch.Tensor) -> None:
+                write(samples.numpy())
+                bar.update(len(samples))
+
+            result = generate(trained.law, trained.field, sampler_, n=n, nfe=budget, shape=shape, seed=seed,
+                              batch_size=batch_size, device=trained.device, on_batch=on_batch)
+        protocol = {"law": trained.config.law, "network": trained.config.network, "dataset": trained.config.dataset,
+                    "sampler": sampler_.spec, "nfe_budget": budget, "nfe": result.nfe, "n": n, "seed": seed,
+                    "checkpoint": checkpoint, "training": trained.config.to_json() if checkpoint else None,
+                    "steps_done": trained.steps_done, "grid": result.grid.tolist()}
+        npz.array("nfe", result.nfe)
+        npz.array("grid", result.grid.numpy())
+        npz.array("protocol", json.dumps(protocol))
     click.echo(f"wrote {n} samples ({result.nfe} NFE each) to {out}", err=True)
