@@ -38,9 +38,10 @@ import numpy as np
 import torch
 
 from zoo import lock
-from zoo.errors import ZooError
+from zoo.errors import ZooError, one_line
 from zoo.io import append_text, remove_stale_temps, write_json, write_npz, writable_dir
 from zoo.registry import get_registry
+from zoo.safe import read_text
 from zoo.spec import Spec
 
 REFERENCES = ("exact", "empirical")  # non-learned fields: the exact velocity, the memorisation reference
@@ -151,9 +152,7 @@ def load_suite(path: str | Path) -> dict[str, Any]:
     import tomllib
 
     try:
-        suite = tomllib.loads(Path(path).read_text())
-    except OSError as exc:
-        raise ZooError(f"cannot read suite {str(path)!r}: {exc.strerror or exc}") from None
+        suite = tomllib.loads(read_text(path, "suite"))
     except tomllib.TOMLDecodeError as exc:
         raise ZooError(f"suite {str(path)!r} is not valid TOML: {exc}") from None
     unknown = sorted(set(suite) - set(SUITE_KEYS))
@@ -570,8 +569,8 @@ def prepare_out(out: Path, sweep: Sweep, resume: bool) -> None:
     if resume:
         if stored.exists():
             try:
-                old = json.loads(stored.read_text())["hash"]
-            except (ValueError, KeyError):
+                old = json.loads(read_text(stored, "sweep file"))["hash"]
+            except (ValueError, KeyError, TypeError, ZooError):
                 raise ZooError(f"--resume: {str(stored)!r} is unreadable; use another --out") from None
             if old != sweep.hash:
                 raise ZooError(f"--resume: {str(out)!r} holds a different sweep (hash {old}, this one {sweep.hash}); "
@@ -586,10 +585,10 @@ def prepare_out(out: Path, sweep: Sweep, resume: bool) -> None:
 def _load_done(out: Path, job: dict[str, Any]) -> dict[str, Any] | None:
     path = out / "runs" / job["id"] / "metrics.json"
     try:
-        result = json.loads(path.read_text())
-    except (OSError, ValueError):
+        result = json.loads(read_text(path))
+    except (ValueError, ZooError):  # absent, torn or not a regular file: run it again
         return None
-    return result if result.get("status") == "ok" else None
+    return result if isinstance(result, dict) and result.get("status") == "ok" else None
 
 
 def run_bench(sweep: Sweep, out: Path, executor: Any, *, resume: bool = False, progress: bool = True,
@@ -650,7 +649,7 @@ def _run_locked(sweep: Sweep, out: Path, executor: Any, *, resume: bool, progres
                     spec = job["spec"]
                     what = " ".join(str(spec.get(k)) for k in ("kind", "law", "network", "sampler", "dataset")
                                     if spec.get(k))
-                    bar.write(f"run {job['id']} ({what}) failed: {result['error']}")
+                    bar.write(one_line(f"run {job['id']} ({what}) failed: {result['error']}"))
                 bar.update()
                 save()
         save()

@@ -260,7 +260,9 @@ def _check_folder(folder: Path, target: Path) -> None:
     for above in (folder, *folder.parents):  # the nearest existing ancestor must be a folder
         if above.exists():
             if not above.is_dir():
-                raise ZooError(f"cannot write {str(target)!r}: {str(above)!r} is a file, not a folder")
+                mode = above.stat().st_mode
+                kind = "a file" if stat.S_ISREG(mode) else file_kind(mode)
+                raise ZooError(f"cannot write {str(target)!r}: {str(above)!r} is {kind}, not a folder")
             break
     try:
         missing = [p for p in (folder, *folder.parents) if not p.exists()]

@@ -10,6 +10,7 @@ the server's byte-range locks, so drivers on different machines exclude each oth
 """
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import os
 import socket
@@ -44,18 +45,27 @@ def hold(folder: str | Path) -> Iterator[None]:
         except BlockingIOError:
             raise ZooError(f"{str(folder)!r} is in use by another sweep ({_holder(fd)}): wait for it to end, "
                            f"or choose another --out") from None
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, f"pid {os.getpid()} on {socket.gethostname()} since {time.strftime('%Y-%m-%dT%H:%M:%S')}\n"
-                  .encode(), 0)
-        yield
+        text = f"pid {os.getpid()} on {socket.gethostname()} since {time.strftime('%Y-%m-%dT%H:%M:%S')}\n".encode()
+        os.pwrite(fd, text, 0)
+        os.ftruncate(fd, len(text))
+        try:
+            yield
+        finally:
+            with contextlib.suppress(OSError):  # empty: nobody holds it (or a new holder is writing its name)
+                os.ftruncate(fd, 0)
     finally:
         os.close(fd)  # releases the lock
 
 
 def _holder(fd: int) -> str:
-    """What the holder wrote in the lock file: 'pid N on HOST since T'."""
-    try:
-        text = os.pread(fd, 200, 0).decode("utf-8", "replace").strip()
-    except OSError:
-        text = ""
-    return printable(text) or "holder unknown"
+    """What the holder wrote in the lock file, 'pid N on HOST since T', waiting a moment for a
+    holder that has just taken the lock to write it."""
+    deadline = time.monotonic() + 2.0
+    while True:
+        try:
+            text = os.pread(fd, 200, 0).decode("utf-8", "replace").strip()
+        except OSError:
+            text = ""
+        if text or time.monotonic() > deadline:
+            return printable(text) or "holder unknown"
+        time.sleep(0.02)

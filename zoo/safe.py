@@ -51,6 +51,15 @@ def open_regular(path: str | Path, what: str = "file") -> IO[bytes]:
     return os.fdopen(fd, "rb")
 
 
+def read_text(path: str | Path, what: str = "file") -> str:
+    """A regular file's text (UTF-8); a FIFO or device is refused rather than read."""
+    with open_regular(path, what) as f:
+        try:
+            return f.read().decode()
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ZooError(f"cannot read {what} {str(path)!r}: {_reason(exc)}") from None
+
+
 # --------------------------------------------------------------------------- numpy
 
 
@@ -161,8 +170,8 @@ def unpickle_arrays(path: str | Path, what: str = "file") -> Any:
         try:
             return _ArrayUnpickler(f, encoding="latin1").load()
         except pickle.UnpicklingError as exc:
-            raise ZooError(f"{what} {str(path)!r} holds a Python object zoo does not load ({_reason(exc)}): "
-                           f"only arrays, lists, dicts, numbers and strings") from None
+            raise ZooError(f"{what} {str(path)!r} holds a Python object ({printable(str(exc))[:100]}) that zoo "
+                           f"does not load: only arrays, lists, dicts, numbers and strings") from None
         except MemoryError:
             raise ZooError(f"{what} {str(path)!r} declares data too large for this machine's memory") from None
         except Exception as exc:  # truncated or not a pickle at all

@@ -38,7 +38,7 @@ from zoo.contracts import BuildContext, Dataset, Field, Law, Network, seeded_gen
 from zoo.devices import resolve_device
 from zoo.errors import ZooError
 from zoo.registry import get_registry
-from zoo.safe import load_tensors
+from zoo.safe import load_tensors, read_text
 
 CHECKPOINT = "checkpoint.pt"
 CONFIG = "config.json"
@@ -179,7 +179,7 @@ def _config_in(out: Path) -> TrainConfig | None:
     if not path.exists():
         return None
     try:
-        return TrainConfig.from_json(json.loads(path.read_text()))
+        return TrainConfig.from_json(json.loads(read_text(path, "training config")))
     except (ValueError, TypeError, ZooError) as exc:
         raise ZooError(f"corrupt training config {str(path)!r}: {exc}") from None
 

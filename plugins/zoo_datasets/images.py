@@ -297,7 +297,7 @@ class ImageFolder(_DiskImages):
     def _load(self, file: Path) -> np.ndarray:
         """One image -> uint8 (C, size, size). An image whose header declares more pixels than PIL's
         MAX_IMAGE_PIXELS (a decompression bomb: a small file that decodes to gigabytes) is refused."""
-        from PIL import Image, ImageOps
+        from PIL import Image, ImageOps, UnidentifiedImageError
 
         try:
             with warnings.catch_warnings():
@@ -310,6 +310,8 @@ class ImageFolder(_DiskImages):
             self.fail(f"refused image {printable(str(file))}: {size} (a decompression bomb?)")
         except ZooError as exc:
             self.fail(str(exc))
+        except UnidentifiedImageError:
+            self.fail(f"cannot read image {printable(str(file))}: not an image format PIL can identify")
         except Exception as exc:  # PIL raises OSError, ValueError, SyntaxError, struct.error... on bad files
             self.fail(f"cannot read image {printable(str(file))}: {type(exc).__name__}: {exc}")
         pixels = np.asarray(image, dtype=np.uint8)

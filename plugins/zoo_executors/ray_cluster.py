@@ -34,6 +34,7 @@ from typing import Any, Callable, ClassVar, Iterator
 import zoo
 from zoo.contracts import Executor
 from zoo.errors import ZooError
+from zoo.safe import read_text
 
 
 def _run(fn: Callable[[dict], dict], job: dict, threads: int) -> dict:
@@ -172,9 +173,9 @@ class RayCluster(Executor):
             return None
         path = Path(self.runtime_env).expanduser()
         try:
-            env = json.loads(path.read_text())
-        except OSError as exc:
-            self.fail(f"cannot read runtime_env file {self.runtime_env}: {exc.strerror}")
+            env = json.loads(read_text(path, "runtime_env file"))
+        except ZooError as exc:
+            self.fail(str(exc))
         except json.JSONDecodeError as exc:
             self.fail(f"runtime_env file {self.runtime_env} is not JSON: {exc}")
         if not isinstance(env, dict):

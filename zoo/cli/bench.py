@@ -4,6 +4,7 @@ from pathlib import Path
 
 import click
 
+from zoo.errors import printable
 from zoo.spec import split_list
 
 
@@ -45,7 +46,7 @@ def command(plugins: tuple[str, ...], datasets: tuple[str, ...], budget_name: st
     sweep = make_sweep(split_list(plugins) or s.get("plugins", []), split_list(datasets) or s.get("datasets", []),
                        b, str(resolve_device(device or s.get("device", "auto"))), notes)
     for note in notes:
-        click.echo(f"note: {note}", err=True)
+        click.echo(f"note: {printable(note)}", err=True)
     engine = get_registry().create("executor", executor or s.get("executor", "local"))
     folder = Path(out or s.get("out", "zoo-bench"))
     rows = run_bench(sweep, folder, engine, resume=resume, echo=lambda m: click.echo(m, err=True))
