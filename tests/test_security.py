@@ -120,11 +120,20 @@ def test_planted_metric_cache_file_and_checkpoint_run_nothing(tmp_path, capsys):
     (lambda p: p.write_bytes(_valid_npz()[:-40]), "cannot read samples file"),  # truncated
     (lambda p: p.write_bytes(_valid_npz().replace(b"\x00\x00\x80\x3f", b"\x00\x00\x80\x40")), "Bad CRC"),
     (lambda p: p.write_bytes(pickle.dumps([1, 2])), "zoo does not unpickle"),
+    (lambda p: p.write_bytes(_npy_header((10 ** 12, 2)) + bytes(64)), "too large for this machine's memory"),
 ])
 def test_evaluate_on_unsafe_or_broken_npz_is_one_line(tmp_path, capsys, make, expected):
     path = tmp_path / "s.npz"
     make(path)
     assert expected in one_line_error(capsys, "evaluate", "--dataset", "gmm8", "--samples", path, "--no-floors")
+
+
+def _npy_header(shape: tuple[int, ...]) -> bytes:
+    import io as stdio
+
+    buffer = stdio.BytesIO()
+    np.lib.format.write_array_header_1_0(buffer, {"descr": "<f4", "fortran_order": False, "shape": shape})
+    return buffer.getvalue()
 
 
 def _valid_npz() -> bytes:
