@@ -64,7 +64,7 @@ def test_flow_tracks_relaxing_barenblatt_d2_m2(seed):
     default width (the particles' spacing, followed as they spread): the particles' second moment
     within 1 % on t in [0.05, 2] (at t = 0 the draws' own sampling error, 1.1-1.4 % here, is all
     there is) and the radius law at t = 2 passes KS against the exact Beta law. Measured: at most
-    0.86 %, KS 0.021 (critical 0.035); a width frozen at the start's spacing misses by 5 %."""
+    0.86 %, KS 0.021 (critical 0.035)."""
     d, m, h0, n = 2, 2.0, 0.5, 1500
     x0 = barenblatt_sample(n, d, m, torch.Generator().manual_seed(seed), h=h0)
     times = torch.tensor([0.0, 0.05, 0.2, 0.5, 1.0, 2.0], dtype=torch.float64)
@@ -75,7 +75,17 @@ def test_flow_tracks_relaxing_barenblatt_d2_m2(seed):
     assert snaps[-1].eps > 2 * snaps[0].eps  # the width followed the spacing
     s = (snaps[-1].x.square().sum(1) / (h * barenblatt_radius(d, m)) ** 2).numpy()
     assert kstest(s, "beta", args=(d / 2, 1 / (m - 1) + 1)).statistic < 1.36 / math.sqrt(n)
-    *_, frozen = flow(x0, PowerEnergy(m), times[-1:], eps=default_eps(x0), max_stages=8)
+
+
+def test_a_width_frozen_at_the_start_misses_the_relaxing_barenblatt():
+    """Why the default width follows the spacing: frozen at the start's, the same flow as above
+    (first draw) loses 5 % of the second moment by t = 2. (Once: its small width makes it the
+    most expensive flow of this file.)"""
+    d, m, h0, n = 2, 2.0, 0.5, 1500
+    x0 = barenblatt_sample(n, d, m, torch.Generator().manual_seed(0), h=h0)
+    t = torch.tensor([2.0], dtype=torch.float64)
+    *_, frozen = flow(x0, PowerEnergy(m), t, eps=default_eps(x0), max_stages=8)
+    h = float(relaxing_h(t[0], h0, d, m))
     assert float(frozen.x.square().sum(1).mean()) < 0.97 * barenblatt_second_moment(d, m, h)
 
 
