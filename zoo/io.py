@@ -213,11 +213,13 @@ def check_free_space(path: str | Path, needed: int, what: str) -> None:
 
 
 def _size(n: float) -> str:
-    for unit in ("bytes", "KB", "MB", "GB", "TB"):
-        if n < 1000 or unit == "TB":
-            return f"{n:.0f} {unit}" if unit == "bytes" else f"{n:.1f} {unit}"
+    if n < 1000:
+        return f"{n:.0f} bytes"
+    for unit in ("KB", "MB", "GB"):
         n /= 1000
-    return ""
+        if n < 1000:
+            return f"{n:.1f} {unit}"
+    return f"{n / 1000:.1f} TB"
 
 
 def writable_file(path: str | Path) -> Path:
