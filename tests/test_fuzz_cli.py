@@ -20,6 +20,10 @@ import pytest
 hypothesis = pytest.importorskip("hypothesis")
 from hypothesis import HealthCheck, example, given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
+from hypothesis.configuration import set_hypothesis_home_dir  # noqa: E402
+
+# hypothesis keeps caches in ./.hypothesis: not in the working tree
+set_hypothesis_home_dir(os.path.join(tempfile.gettempdir(), "zoo-hypothesis"))
 
 from zoo.cli import main  # noqa: E402
 
