@@ -391,8 +391,9 @@ class Law(Plugin):
         dimension ``dim``; None when the law's marginals are not of that form (a nonlinear law's
         particle flow). For Gaussian noise gain = sigma^2 / D (Tweedie). Exponential integrators
         (dpmpp) and a final denoising step need it (:meth:`ReverseProcess.data_prediction`).
-        Heat: (e^-t, s_t, s_t^2). At t = 0 it is (1, 0, gain): a grid may end at t = 0, and the
-        step into it lands on the data prediction (k-diffusion's last step to sigma = 0)."""
+        Heat: (e^-t, s_t, s_t^2). At t = 0 it is (1, 0, 0): a grid may end at t = 0 (k-diffusion's
+        last step to sigma = 0), where dpmpp lands on the data prediction (so does an Euler step of
+        ve, f = 0 and sigma = t); a sampler must not evaluate the field at t = 0."""
         return None
 
     def reverse(self, field: Field, alpha: float | Alpha = 0.0) -> ReverseProcess:
