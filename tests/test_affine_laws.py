@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from zoo.contracts import GaussianMixture, Noise
+from zoo.contracts import GaussianMixture
 from zoo.errors import ZooError
 from zoo.registry import get_registry
 from zoo.sampling import generate
