@@ -237,4 +237,26 @@ def test_every_sampler_runs_on_the_new_laws_or_refuses_in_one_line():
             out = generate(law, law.exact_field(gmm.exact), sampler, n=8, nfe=None if sampler.adaptive else 20,
                            shape=(2,), seed=0)
             assert torch.isfinite(out.samples).all()
-    assert registry.create("sampler", "pc").unsupported(law_of("ve"))
+    assert registry.create("sampler", "pc").supports(law_of("ve"))
+    assert "affine marginals" in registry.create("sampler", "pc").unsupported(law_of("pme"))
+
+
+@pytest.mark.parametrize("spec", ["heat", "ve", "vp"])
+def test_the_langevin_corrector_uses_the_score(spec):
+    """pc on one step [t, t'] with the exact field: x + eps score + sqrt(2 eps) z with the score
+    (a E[x0 | x] - x) / s^2 from an independent posterior mean, eps = 2 (snr s)^2, then the mean
+    of the predictor step: its output, from the same noise."""
+    from zoo.contracts import Noise
+
+    law, mix = law_of(spec), mixture()
+    process = law.reverse(law.exact_field(mix), 1.0)
+    x = 1.5 * torch.randn(4, 2, dtype=torch.float64)
+    t, t_next = 0.3, 0.2
+    got = get_registry().create("sampler", "pc:snr=0.16").sample(
+        process, x, torch.tensor([t, t_next], dtype=torch.float64), Noise(0, range(4), (2,), dtype=torch.float64))
+    a, s, _ = law.affine_path(t, 2)
+    score = (a * posterior_mean(mix, x, torch.full((4,), a), torch.full((4,), s)) - x) / s**2
+    eps = 2 * (0.16 * s) ** 2
+    z = Noise(0, range(4), (2,), dtype=torch.float64).randn()
+    y = x + eps * score + math.sqrt(2 * eps) * z
+    torch.testing.assert_close(got, y + (t - t_next) * process.drift(y, t))
