@@ -9,7 +9,7 @@ Conventions (../shared/reference/MATH.md section 1), used everywhere:
 * forward time ``t`` runs from the data (t = 0) to the law's prior (t = T);
 * a law owns its forward process, stated as a drift ``f(x, t)`` (:meth:`Law.drift`) and a
   noise, the diffusivity ``D = P(rho)/rho`` (:meth:`Law.pressure_ratio`): the process
-  ``dX = [f + grad p] dt + sqrt(2 D) dW`` whose marginals solve
+  ``dX = f dt + sqrt(2 D) dW`` whose marginals solve
   ``d/dt rho + div(rho u) = 0`` with the transport velocity ``u = f - grad p``, where
   ``grad p = grad(D rho) / rho`` is what a :class:`Field` gives. The confined laws of MATH.md
   have ``f = -x`` (heat: ``D = 1``, ``grad p = grad log rho``, the score; PME: ``p = F'(rho)``);
@@ -238,9 +238,10 @@ class ReverseProcess:
 
         dY = [-f(Y, t) + (1 + alpha) grad p(Y, t)] ds + sqrt(2 alpha D) dW,   s = T - t.
 
-    Every member has the law's marginals: the forward process dX = [f + grad p] dt + sqrt(2 D) dW
-    has the probability flow dX/dt = u = f - grad p, and the reverse of its alpha-tempered version
-    (noise 2 alpha D, drift f + alpha grad p) is the line above. Confined laws (f = -x): the seed's
+    Every member has the law's marginals: the forward process dX = f dt + sqrt(2 D) dW has the
+    probability flow dX/dt = u = f - grad p (Fokker-Planck: rho grad p = grad(D rho)); the process
+    with noise 2 alpha D and drift u + alpha grad p has the same marginals, and its time reversal
+    (drift -(u + alpha grad p) + 2 alpha grad p) is the line above. Confined laws (f = -x): the seed's
     dY = [(1 + alpha) grad p + Y] ds + sqrt(2 alpha P(rho)/rho) dW.
     """
 
