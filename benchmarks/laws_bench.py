@@ -31,13 +31,13 @@ def main() -> None:
             cells[law, sampler][budget] = (value, r["alpha"])
         if "velocity_error" in r["metrics"]:
             velocity[law] = r["metrics"]["velocity_error"]
-    order = sorted(n for n in nfes if n is not None)
-    print(f"| law | velocity_error | sampler | " + " | ".join(f"NFE {n}" for n in order) + " |")
+    order = sorted(n for n in nfes if n is not None) + ([None] if None in nfes else [])
+    print("| law | velocity_error | sampler | " + " | ".join(f"NFE {n}" if n else "adaptive" for n in order) + " |")
     print("|---|---|---|" + "---|" * len(order))
     for (law, sampler), by_nfe in sorted(cells.items()):
         short = ":".join([law.split(":")[0]] + [p for p in law.split(":")[1:] if p.startswith(("schedule=", "route="))])
         values = [by_nfe.get(n) for n in order]
-        text = [("-" if v is None else f"{v[0]:.4g}" + (f" (a={v[1]:g})" if v[1] else "")) for v in values]
+        text = [("" if v is None else f"{v[0]:.4g}" + (f" (a={v[1]:g})" if v[1] else "")) for v in values]
         eps = f"{velocity[law]:.3g}" if law in velocity else "-"
         print(f"| {short} | {eps} | {sampler} | " + " | ".join(text) + " |")
 
