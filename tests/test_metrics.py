@@ -194,6 +194,19 @@ def test_velocity_error_is_the_relative_l2_error_of_grad_p(gmm):
     assert scaled.nfe == 0  # evaluation does not count against the sampler's budget
 
 
+@pytest.mark.parametrize("spec", ["heat", "ve", "rf"])
+def test_velocity_error_does_not_depend_on_the_scale_a_law_stores_per_time(gmm, spec):
+    """A relative error that varies with t, 0.1 + 0.2 (t / T): the RMS over nodes of the per-node
+    relative errors, whatever per-time scale grad p has (heat: the score; ve: t x score)."""
+    data, _ = gmm
+    law = get_registry().create("law", spec)
+    exact = law.exact_field(data.exact)
+    field = FunctionField(lambda x, t: (1.1 + 0.2 * t / law.T)[:, None].to(x.dtype) * exact.grad_p(x, t))
+    got = evaluate(data.test(), context(data, law=law, field=field), ["velocity_error:points=200:steps=8"])
+    nodes = law.time_grid(8).tolist()
+    assert got["velocity_error"] == pytest.approx(math.sqrt(sum((0.1 + 0.2 * t / law.T) ** 2 for t in nodes) / 9), rel=1e-5)
+
+
 # ------------------------------------------------------------------ evaluate()
 
 

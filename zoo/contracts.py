@@ -6,12 +6,18 @@ Plugins reach zoo only through the hooks in :mod:`zoo.hookspecs`.
 
 Conventions (../shared/reference/MATH.md section 1), used everywhere:
 
-* forward time ``t`` runs from the data (t = 0) to the stationary law (t = T);
-* transport form ``d/dt rho + div(rho u) = 0`` with ``u = -(grad p + x)``,
-  ``p = F'(rho)`` the pressure (for heat ``grad p = grad log rho``, the score);
-* generation integrates ``dY/ds = grad p(Y, T - s) + Y`` (plus, for alpha > 0,
-  the extra drift ``alpha grad p`` and noise ``sqrt(2 alpha P(rho)/rho) dW``) along a
-  *decreasing* grid of forward times ``T = t_0 > t_1 > ... > t_K = t_min``.
+* forward time ``t`` runs from the data (t = 0) to the law's prior (t = T);
+* a law owns its forward process, stated as a drift ``f(x, t)`` (:meth:`Law.drift`) and a
+  noise, the diffusivity ``D = P(rho)/rho`` (:meth:`Law.pressure_ratio`): the process
+  ``dX = f dt + sqrt(2 D) dW`` whose marginals solve
+  ``d/dt rho + div(rho u) = 0`` with the transport velocity ``u = f - grad p``, where
+  ``grad p = grad(D rho) / rho`` is what a :class:`Field` gives. The confined laws of MATH.md
+  have ``f = -x`` (heat: ``D = 1``, ``grad p = grad log rho``, the score; PME: ``p = F'(rho)``);
+  a law with a forward SDE ``dx = f dt + g(t) dW`` has ``D = g^2/2`` and ``grad p = D grad log rho``;
+* generation integrates the reverse family ``dY/ds = -f + (1 + alpha) grad p`` (plus, for
+  alpha > 0, the noise ``sqrt(2 alpha D) dW``) in ``s = T - t`` along a *decreasing* grid of
+  forward times ``T = t_0 > t_1 > ... > t_K = t_min``; alpha = 0 is the probability-flow ODE
+  ``dY/ds = -u``.
 
 Shapes: a batch of ``n`` samples of a data set with ``shape`` is a tensor
 ``(n, *shape)``; times passed to fields are tensors ``(n,)``.
@@ -137,9 +143,11 @@ def per_sample(v: Tensor, like: Tensor) -> Tensor:
 
 
 class Field(nn.Module):
-    """What samplers see: the pressure gradient ``grad p(x, t)`` of a law at forward time t.
+    """What samplers see: the pressure gradient ``grad p(x, t) = grad(D rho_t)/rho_t`` of a law at
+    forward time t (heat: the score; a law with forward noise g(t): g^2/2 times the score).
 
-    The transport velocity is ``u = -grad_p - x``. Every call of :meth:`grad_p` or
+    The transport velocity is ``u = f - grad_p`` (:meth:`Law.velocity`; ``-grad_p - x`` for
+    the confined laws, :meth:`velocity`). Every call of :meth:`grad_p` or
     :meth:`pressure` that evaluates the underlying network counts one NFE (a batched call
     counts once), so samplers report what they really spent.
     """
@@ -161,6 +169,7 @@ class Field(nn.Module):
         return self.grad_p(x, t), self.pressure(x, t)
 
     def velocity(self, x: Tensor, t: Tensor) -> Tensor:
+        """u = -grad p - x: the transport velocity of a confined law (drift f = -x)."""
         return -self.grad_p(x, t) - x
 
 
@@ -224,40 +233,61 @@ Alpha = Callable[[float], float]  # noise strength as a function of forward time
 
 @dataclass
 class ReverseProcess:
-    """The alpha family of reverse processes of one law and one field (MATH.md section 6).
+    """The alpha family of reverse processes of one law and one field (MATH.md section 6), built
+    from what the law states (its drift f and diffusivity D) as score_sde's SDE.reverse is:
 
-    dY = [(1 + alpha) grad p + Y] ds + sqrt(2 alpha P(rho)/rho) dW, integrated over s = T - t.
+        dY = [-f(Y, t) + (1 + alpha) grad p(Y, t)] ds + sqrt(2 alpha D) dW,   s = T - t.
+
+    Every member has the law's marginals: the forward process dX = f dt + sqrt(2 D) dW has the
+    probability flow dX/dt = u = f - grad p (Fokker-Planck: rho grad p = grad(D rho)); the process
+    with noise 2 alpha D and drift u + alpha grad p has the same marginals, and its time reversal
+    (drift -(u + alpha grad p) + 2 alpha grad p) is the line above. Confined laws (f = -x): the seed's
+    dY = [(1 + alpha) grad p + Y] ds + sqrt(2 alpha P(rho)/rho) dW.
     """
 
     law: "Law"
     field: Field
     alpha: Alpha
 
+    def _times(self, y: Tensor, t: Tensor | float) -> Tensor:
+        if torch.is_tensor(t):
+            return t
+        return torch.full((y.shape[0],), float(t), dtype=y.dtype, device=y.device)
+
     def drift(self, y: Tensor, t: float) -> Tensor:
-        """dY/ds at forward time t (one NFE)."""
-        tt = torch.full((y.shape[0],), float(t), dtype=y.dtype, device=y.device)
-        return (1.0 + self.alpha(t)) * self.field.grad_p(y, tt) + y
+        """dY/ds = -f + (1 + alpha) grad p at forward time t (one NFE)."""
+        tt = self._times(y, t)
+        return (1.0 + self.alpha(t)) * self.field.grad_p(y, tt) - self.law.drift(y, tt)
 
     def ode_drift(self, y: Tensor, t: Tensor | float) -> Tensor:
-        """The probability-flow drift (alpha = 0); t a float or per-sample (n,)."""
-        if not torch.is_tensor(t):
-            t = torch.full((y.shape[0],), float(t), dtype=y.dtype, device=y.device)
-        return self.field.grad_p(y, t) + y
+        """The probability-flow drift dY/ds = -u = -f + grad p (alpha = 0); t a float or per-sample (n,)."""
+        tt = self._times(y, t)
+        return self.field.grad_p(y, tt) - self.law.drift(y, tt)
 
     def sde_terms(self, y: Tensor, t: float) -> tuple[Tensor, Tensor]:
-        """(drift (n, *shape), noise std sqrt(2 alpha P(rho)/rho) (n,)) at forward time t.
+        """(drift (n, *shape), noise std sqrt(2 alpha D) (n,)) at forward time t.
 
         One NFE where the field gives grad p and p from one evaluation (pressure networks):
-        the law asks for the pressure only if its noise needs it (not heat's: P/rho = 1).
+        the law asks for the pressure only if its noise needs it (not heat's: D = P/rho = 1).
         """
         a = self.alpha(t)
-        tt = torch.full((y.shape[0],), float(t), dtype=y.dtype, device=y.device)
+        tt = self._times(y, t)
         if a == 0.0:
-            return self.field.grad_p(y, tt) + y, torch.zeros(y.shape[0], dtype=y.dtype, device=y.device)
+            return self.field.grad_p(y, tt) - self.law.drift(y, tt), torch.zeros(y.shape[0], dtype=y.dtype, device=y.device)
         joint = _JointEvaluation(self.field)
         ratio = self.law.pressure_ratio(joint, y, tt)
         g = joint.grad if joint.grad is not None else self.field.grad_p(y, tt)
-        return (1.0 + a) * g + y, torch.sqrt(2.0 * a * ratio.clamp_min(0.0))
+        return (1.0 + a) * g - self.law.drift(y, tt), torch.sqrt(2.0 * a * ratio.clamp_min(0.0))
+
+    def data_prediction(self, y: Tensor, t: float) -> Tensor:
+        """E[x0 | x_t = y] = (y + gain grad p) / alpha_t for a law with affine marginals
+        (:meth:`Law.affine_path`; one NFE): where a final denoising step lands, and what an
+        exponential integrator extrapolates. Raises ZooError for other laws."""
+        path = self.law.affine_path(float(t), y[0].numel())
+        if path is None:
+            raise ZooError(f"law {self.law.name!r} has no affine marginals: no data prediction")
+        a, _, gain = path
+        return (y + gain * self.field.grad_p(y, self._times(y, t))) / a
 
 
 class _JointEvaluation(Field):
@@ -278,9 +308,19 @@ class _JointEvaluation(Field):
 
 @dataclass(frozen=True)
 class Law(Plugin):
-    """A forward diffusion law d/dt rho = div(rho (grad F'(rho) + x)) and how to learn and reverse it.
+    """A forward diffusion law and how to learn and reverse it.
 
-    Options common to every law: ``T`` (horizon) and ``t_min`` (where generation stops).
+    The law states its forward process: the drift ``f`` (:meth:`drift`, default ``-x``, the
+    confinement of d/dt rho = div(rho (grad F'(rho) + x)), MATH.md section 2) and the noise
+    ``D = P(rho)/rho`` (:meth:`pressure_ratio`); its field gives ``grad p = grad(D rho)/rho``.
+    A law with a forward SDE dx = f(x, t) dt + g(t) dW (score_sde's VE, VP, sub-VP; EDM) has
+    D = g^2/2 and grad p = (g^2/2) grad log rho_t; :class:`ReverseProcess` builds the reverse
+    family from these statements, and :meth:`affine_path` states the marginals when they are
+    those of x_t = alpha_t x0 + sigma_t noise (what exponential integrators and a final
+    denoising step need).
+
+    Options common to every law: ``T`` (horizon: the prior is the law at T) and ``t_min`` (where
+    generation stops).
     """
 
     kind: ClassVar[str] = "law"
@@ -324,7 +364,16 @@ class Law(Plugin):
         """The exact field of the law started from the empirical measure of ``points``."""
         raise ZooError(f"law {self.name!r} has no closed-form empirical velocity")
 
-    # -- reversing
+    # -- the forward process and reversing
+    def drift(self, x: Tensor, t: Tensor) -> Tensor:
+        """The forward drift f(x, t) (n, *shape) for x (n, *shape), t (n,): what the transport
+        velocity u = f - grad p adds to the field. Default: the confinement -x (heat, pme, custom)."""
+        return -x
+
+    def velocity(self, field: Field, x: Tensor, t: Tensor) -> Tensor:
+        """The transport velocity u = f - grad p (n, *shape) of the probability flow (one NFE)."""
+        return self.drift(x, t) - field.grad_p(x, t)
+
     @property
     def noise_ready(self) -> bool:
         """Whether stochastic samplers can reverse this law's learned field: their noise needs
@@ -332,7 +381,8 @@ class Law(Plugin):
         return True
 
     def pressure_ratio(self, field: Field, x: Tensor, t: Tensor) -> Tensor:
-        """P(rho)/rho at (x, t), shape (n,): the noise variance factor of the stochastic sampler."""
+        """The noise D = P(rho)/rho at (x, t), shape (n,): the stochastic samplers' noise is
+        sqrt(2 alpha D). Heat: 1; a forward SDE dx = f dt + g(t) dW: g(t)^2 / 2; PME: rho^(m-1)."""
         raise NotImplementedError
 
     def affine_path(self, t: float, dim: int) -> tuple[float, float, float] | None:
@@ -340,7 +390,11 @@ class Law(Plugin):
         (noise of unit variance per coordinate and independent of x0; not necessarily Gaussian)
         and the data prediction is E[x0 | x_t = x] = (x + gain grad p(x, t)) / alpha, for data of
         dimension ``dim``; None when the law's marginals are not of that form (a nonlinear law's
-        particle flow). Exponential integrators (dpmpp) need it. Heat: (e^-t, s_t, s_t^2)."""
+        particle flow). For Gaussian noise gain = sigma^2 / D (Tweedie). Exponential integrators
+        (dpmpp) and a final denoising step need it (:meth:`ReverseProcess.data_prediction`).
+        Heat: (e^-t, s_t, s_t^2). At t = 0 it is (1, 0, 0): a grid may end at t = 0 (k-diffusion's
+        last step to sigma = 0), where dpmpp lands on the data prediction (so does an Euler step of
+        ve, f = 0 and sigma = t); a sampler must not evaluate the field at t = 0."""
         return None
 
     def reverse(self, field: Field, alpha: float | Alpha = 0.0) -> ReverseProcess:

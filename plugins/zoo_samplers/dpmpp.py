@@ -27,7 +27,8 @@ class DPMSolverPP(GridSampler):
     integrated exactly and x0_hat is extrapolated by a polynomial in lambda through the last
     ``order`` evaluations; the first steps use the lower orders their history allows. 3M
     integrates the quadratic term exactly (measured order 3.0 on gmm8; the 3M update as written in
-    diffusers gave 2.2 to 2.5 here). One NFE per step.
+    diffusers gave 2.2 to 2.5 here). One NFE per step. A grid ending at t = 0 (sigma = 0) takes the
+    last step onto the data prediction, first order, as k-diffusion's ``sample_dpmpp_2m`` does.
     """
 
     name: ClassVar[str] = "dpmpp"
@@ -43,7 +44,7 @@ class DPMSolverPP(GridSampler):
     def unsupported(self, law: Law) -> str | None:
         if law.affine_path(law.T, 1) is None:
             return (f"sampler {self.name!r} does not support law {law.name!r} here: it needs marginals "
-                    "x_t = alpha x0 + sigma noise (heat, pme:route=source)")
+                    "x_t = alpha x0 + sigma noise (heat, ve, vp, rf, pme:route=source)")
         return super().unsupported(law)
 
     def sample(self, process: ReverseProcess, x: Tensor, grid: Tensor, noise: Noise) -> Tensor:
@@ -56,6 +57,9 @@ class DPMSolverPP(GridSampler):
             preds = (preds + [(x + gain * process.field.grad_p(x, tt)) / a])[-self.order:]
             lams = (lams + [math.log(a / sigma)])[-self.order:]
             a_next, sigma_next, _ = path(t_next)
+            if sigma_next == 0.0:  # a grid ending at t = 0: land on the data prediction (as k-diffusion does)
+                x = preds[-1]
+                continue
             x = self._step(x, sigma_next / sigma, a_next, math.log(a_next / sigma_next), lams, preds)
         return x
 

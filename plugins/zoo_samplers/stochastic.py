@@ -76,14 +76,15 @@ class PredictorCorrector(GridSampler):
     Fisher information the heat law allows, |grad log rho_t|^2 <= d / s_t^2 (rho_t is rho_0 blurred
     by N(0, s_t^2 I)): eps = 2 (snr s_t)^2, so snr bounds the ratio |eps grad log rho| / |sqrt(2 eps) z|.
 
-    The last predictor step adds no noise (returns the mean), as in Song et al. Heat only: the
-    corrector needs the score. 1 + corrector_steps NFE per grid step.
+    The last predictor step adds no noise (returns the mean), as in Song et al. Laws with Gaussian
+    affine marginals x_t = a x0 + s_t z only (heat, ve, vp, rf): the corrector needs the score
+    grad p / D (D = the law's noise, a function of t) and the bound uses s_t (s_t^2 = gain D,
+    :meth:`zoo.contracts.Law.affine_path`). 1 + corrector_steps NFE per grid step.
     """
 
     name: ClassVar[str] = "pc"
-    summary: ClassVar[str] = "predictor-corrector: reverse-SDE predictor + Langevin corrector (heat only)"
+    summary: ClassVar[str] = "predictor-corrector: reverse-SDE predictor + Langevin corrector (laws with affine marginals)"
     stochastic: ClassVar[bool] = True
-    laws: ClassVar[tuple[str, ...]] = ("heat",)
 
     alpha: float = 1.0
     snr: float = 0.16
@@ -97,15 +98,24 @@ class PredictorCorrector(GridSampler):
         if self.corrector_steps < 1:
             self.fail(f"corrector_steps must be at least 1, got {self.corrector_steps}")
 
+    def unsupported(self, law: Law) -> str | None:
+        if law.affine_path(law.T, 1) is None or not law.noise_ready:
+            return (f"sampler {self.name!r} does not support law {law.name!r} here: its Langevin corrector needs "
+                    "the score of affine marginals x_t = a x0 + s z (heat, ve, vp, rf)")
+        return super().unsupported(law)
+
     def steps_for(self, nfe: int) -> int:
         return max(1, int(nfe) // (1 + self.corrector_steps))
 
     def sample(self, process: ReverseProcess, x: Tensor, grid: Tensor, noise: Noise) -> Tensor:
         steps = list(intervals(grid))
+        dim = x[0].numel()
         for k, (t, _, h) in enumerate(steps):
             tt = torch.full((x.shape[0],), t, dtype=x.dtype, device=x.device)
-            eps = 2.0 * self.snr**2 * -math.expm1(-2.0 * t)  # Langevin step 2 (snr s_t)^2, see above
+            # the noise D of an affine law depends on t only; the score is grad p / D
+            d = float(process.law.pressure_ratio(process.field, x[:1], tt[:1])[0])
+            eps = 2.0 * self.snr**2 * (process.law.affine_path(t, dim)[2] * d)  # Langevin step 2 (snr s_t)^2, see above
             for _ in range(self.corrector_steps):  # Langevin corrector at time t
-                x = x + eps * process.field.grad_p(x, tt) + math.sqrt(2.0 * eps) * noise.randn().to(x.dtype)
+                x = x + eps * (process.field.grad_p(x, tt) / d) + math.sqrt(2.0 * eps) * noise.randn().to(x.dtype)
             x = _em_step(process, x, t, h, noise if k < len(steps) - 1 else None)
         return x

@@ -217,6 +217,8 @@ class RelaxingGaussian:
         """The exact transport of x (n, *shape) from forward time t_from to t_to."""
         return x * float(self.h(t_to) / self.h(t_from))
 
+    target_is_gaussian = True  # a law with affine marginals knows its own E|X_t|^2 for this data law
+
     def second_moment(self, t: float) -> float:
         """E |X_t|^2."""
         return self.dim * float(self.h(t)) ** 2
@@ -274,6 +276,8 @@ class RelaxingBarenblatt:
     @property
     def target(self) -> Barenblatt:
         return Barenblatt(self.m, self.dim, self.h0)
+
+    target_is_gaussian = False
 
     def second_moment(self, t: float) -> float:
         d, k = self.dim, 1 / (self.m - 1)

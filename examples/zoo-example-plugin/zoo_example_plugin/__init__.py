@@ -1,6 +1,7 @@
 """An example zoo plugin: the hook implementations zoo finds through the entry point."""
 import zoo
 
+from zoo_example_plugin.exploding import Exploding
 from zoo_example_plugin.laws import Tempered
 from zoo_example_plugin.samplers import Ralston
 
@@ -13,3 +14,4 @@ def zoo_register_samplers(register) -> None:
 @zoo.hookimpl
 def zoo_register_laws(register) -> None:
     register(Tempered)
+    register(Exploding)
