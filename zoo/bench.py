@@ -37,6 +37,7 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
+from zoo import interrupts
 from zoo.errors import ZooError
 from zoo.io import write_json, write_npz, writable_dir
 from zoo.registry import get_registry
@@ -402,6 +403,11 @@ def run_job(job: dict[str, Any]) -> dict[str, Any]:
         result = RUNNERS[job["spec"]["kind"]](job["spec"], folder, Path(job["out"]))
         result["status"] = "ok"
         result["error"] = None
+    except KeyboardInterrupt:  # Ctrl-C: nothing of this run is recorded as done; --resume reruns it
+        with open(folder / "log", "a") as log:
+            log.write(f"interrupted while {_stage_now}\n")
+        interrupts.say(f"run {job['id']} ({job['spec']['kind']}) stopped while {_stage_now}")
+        raise
     except Exception as exc:  # recorded with its reason; the sweep goes on
         message = str(exc) if isinstance(exc, ZooError) else f"{type(exc).__name__}: {exc}"
         result = {"status": "failed", "error": message or type(exc).__name__}
@@ -412,6 +418,17 @@ def run_job(job: dict[str, Any]) -> dict[str, Any]:
     with open(folder / "log", "a") as log:
         log.write(f"end {result['status']} {result['timing']['seconds']} s\n")
     return result
+
+
+_stage_now = "starting"
+
+
+def stage(folder: Path, name: str) -> None:
+    """Log the stage a run enters (what an interruption reports; tests wait for these lines)."""
+    global _stage_now
+    _stage_now = name
+    with open(folder / "log", "a") as log:
+        log.write(f"stage {name}\n")
 
 
 def _eval_context(dataset: Any, reference: str, seed: int, device: str, out: Path, **extra: Any) -> Any:
@@ -439,6 +456,7 @@ def _run_floors(spec: dict[str, Any], folder: Path, out: Path) -> dict[str, Any]
     from zoo import evaluation
 
     dataset = get_registry().create("dataset", spec["dataset"])
+    stage(folder, "measuring real-vs-real floors")
     ctx = _eval_context(dataset, spec["reference"], spec["seed"], spec["device"], out)
     values = evaluation.floors(ctx, metrics=spec["metrics"], n=spec["n"])
     held = dataset.test()[: spec["n"]]
@@ -452,6 +470,7 @@ def _run_train(spec: dict[str, Any], folder: Path, out: Path) -> dict[str, Any]:
 
     config = TrainConfig(**{k: spec[k] for k in ("law", "network", "dataset", "steps", "batch_size", "lr",
                                                  "ema", "seed", "device", "checkpoint_every")})
+    stage(folder, "training")
     trained = train(config, folder, progress=False)
     return {"steps": trained.steps_done}
 
@@ -471,11 +490,13 @@ def _run_sample(spec: dict[str, Any], folder: Path, out: Path) -> dict[str, Any]
     else:
         trained = untrained(spec["law"], spec["network"], spec["dataset"], device=spec["device"])
     shape = tuple(dataset.shape)
+    stage(folder, "sampling")
     gen = generate(law, trained.field, sampler, n=spec["n"], nfe=spec["nfe"], shape=shape, seed=spec["seed"],
                    batch_size=spec["batch_size"], device=spec["device"])
     ratio = nn_ratio(gen.samples, dataset.train())
     write_npz(folder / "samples.npz", samples=gen.samples.numpy(), grid=gen.grid.numpy(), nn_ratio=ratio)
     extra = {"law": law, "field": trained.field} if network.learned else {"law": law}
+    stage(folder, "evaluating metrics")
     ctx = _eval_context(dataset, spec["reference"], spec["seed"], spec["device"], out, **extra)
     values = evaluation.evaluate(gen.samples, ctx, metrics=spec["metrics"])
     evaluated = evaluation.protocol(ctx, spec["n"], metrics=spec["metrics"])
@@ -623,6 +644,21 @@ def run_bench(sweep: Sweep, out: Path, executor: Any, *, resume: bool = False, p
 
     save()
     bar = tqdm(total=len(jobs), initial=skipped, desc="bench", unit="run", disable=not progress)
+    try:
+        _run_waves(jobs, results, out, executor, bar, save)
+    except KeyboardInterrupt:
+        save()
+        bar.close()
+        done = sum(r["status"] == "ok" for r in results.values())
+        echo(f"interrupted: {done} of {len(jobs)} runs finished and saved in {out}; "
+             f"the same command with --resume continues")
+        raise
+    bar.close()
+    return [make_row(j, results[j["id"]], sweep, vers) for j in sample_jobs]
+
+
+def _run_waves(jobs: list[dict[str, Any]], results: dict[str, dict[str, Any]], out: Path, executor: Any, bar: Any,
+               save: Callable[[], None]) -> None:
     # two waves: everything that needs no training, then the samples of finished trainings
     for wave in (lambda j: j["after"] is None, lambda j: j["after"] is not None):
         todo = []
@@ -636,8 +672,11 @@ def run_bench(sweep: Sweep, out: Path, executor: Any, *, resume: bool = False, p
                 bar.update()
                 continue
             todo.append({**job, "out": str(out)})
-        if todo:
-            for job, result in executor.map(run_job, todo):
+        if not todo:
+            continue
+        running = executor.map(run_job, todo)
+        try:
+            for job, result in running:
                 results[job["id"]] = result
                 if result["status"] != "ok":
                     spec = job["spec"]
@@ -646,6 +685,6 @@ def run_bench(sweep: Sweep, out: Path, executor: Any, *, resume: bool = False, p
                     bar.write(f"run {job['id']} ({what}) failed: {result['error']}")
                 bar.update()
                 save()
-        save()
-    bar.close()
-    return [make_row(j, results[j["id"]], sweep, vers) for j in sample_jobs]
+        finally:  # on Ctrl-C the executor stops its workers at once, not after their jobs
+            getattr(running, "close", lambda: None)()
+    save()
