@@ -1,5 +1,7 @@
 """Ctrl-C during a bench: it acts within seconds at every stage (training, sampling, metrics),
-says what it does, loses nothing finished, and --resume completes the sweep.
+says what it does, loses nothing finished, and --resume completes the sweep (with exit status 1:
+the bench includes a sampler that overspends its NFE budget, whose rows fail while the others
+are kept).
 
 Each stage is found through the line a run writes to its log when it enters the stage. The
 training stage gets the terminal's Ctrl-C (SIGINT to the whole process group, workers included);
@@ -27,6 +29,32 @@ checkpoint_every = 100000
 n = 600
 nfe = [150]
 alpha = [1.0]
+"""
+
+
+OVERSPENDS = """
+from dataclasses import dataclass
+from typing import ClassVar
+import zoo
+from zoo.contracts import Sampler
+
+@dataclass(frozen=True)
+class Overspends(Sampler):
+    name: ClassVar[str] = "overspends"
+
+    def steps_for(self, nfe):
+        return max(1, nfe // 2)
+
+    def sample(self, process, x, grid, noise):  # three NFE per step, two budgeted
+        times = [float(t) for t in grid]
+        for t, t_next in zip(times[:-1], times[1:]):
+            process.ode_drift(x, t)
+            x = x + (t - t_next) * process.ode_drift(process.ode_drift(x, t), t)
+        return x
+
+@zoo.hookimpl
+def zoo_register_samplers(register):
+    register(Overspends)
 """
 
 
@@ -76,8 +104,11 @@ def _ok_rows(out: Path) -> list[dict]:
 
 def test_ctrl_c_at_three_stages_then_resume(tmp_path: Path) -> None:
     (tmp_path / "suite.toml").write_text(SUITE)
+    (tmp_path / "plugins").mkdir()
+    (tmp_path / "plugins" / "overspends.py").write_text(OVERSPENDS)
     out = tmp_path / "out"
-    args = ["bench", "--plugins", "heat,mlp:width=32:depth=2,euler,distances", "--dataset", "gmm8:n_train=200:n_test=500",
+    args = ["--plugins-dir", str(tmp_path / "plugins"), "bench",
+            "--plugins", "heat,mlp:width=32:depth=2,euler,overspends,distances", "--dataset", "gmm8:n_train=200:n_test=500",
             "--budget", "smoke", "--suite", str(tmp_path / "suite.toml"), "--executor", "local:workers=1",
             "--out", str(out), "--no-report"]
 
@@ -100,9 +131,8 @@ def test_ctrl_c_at_three_stages_then_resume(tmp_path: Path) -> None:
     seconds, err = _interrupt(proc, group=False)
     assert proc.returncode == 130 and seconds < LIMIT, (seconds, err)
     assert "stopped while sampling" in err
-    first = _ok_rows(out)
-    assert len(first) == 1
-    stamp = (out / "runs" / first[0]["run"] / "samples.npz").stat().st_mtime_ns
+    stamps = {r["run"]: (out / "runs" / r["run"] / "samples.npz").stat().st_mtime_ns for r in _ok_rows(out)}
+    assert stamps
     trained = torch.load(out / "runs" / train / "checkpoint.pt", weights_only=True)
     assert trained["step"] == 200 and len(trained["losses"]) == 200  # resumed from the Ctrl-C checkpoint
 
@@ -113,11 +143,14 @@ def test_ctrl_c_at_three_stages_then_resume(tmp_path: Path) -> None:
     assert proc.returncode == 130 and seconds < LIMIT, (seconds, err)
     assert "stopped while evaluating metrics" in err
 
-    # --resume completes; nothing finished was redone
+    # --resume completes; nothing finished was redone; the overspending rows failed: exit status 1
     done = subprocess.run([sys.executable, "-c", "from zoo.cli import main; main()", *args, "--resume"],
                           capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.returncode == 1 and "zoo: 3 of 6 runs failed" in done.stderr, done.stderr[-2000:]
     rows = json.loads((out / "results.json").read_text())
-    assert rows and all(r["status"] == "ok" for r in rows) and len(rows) == 3  # mlp, exact, empirical
-    assert (out / "runs" / first[0]["run"] / "samples.npz").stat().st_mtime_ns == stamp
+    status = {(r["network"].split(":")[0], r["sampler"].split(":")[0]): r["status"] for r in rows}
+    assert status == {(net, sampler): "ok" if sampler == "euler" else "failed"
+                      for net in ("mlp", "exact", "empirical") for sampler in ("euler", "overspends")}
+    assert all("spent 225 NFE per sample, over its budget of 150" in r["error"] for r in rows if r["status"] != "ok")
+    assert {run: (out / "runs" / run / "samples.npz").stat().st_mtime_ns for run in stamps} == stamps
     assert torch.load(out / "runs" / train / "checkpoint.pt", weights_only=True)["step"] == 200

@@ -40,7 +40,7 @@ import torch
 from zoo import interrupts
 from zoo.errors import ZooError
 from zoo.io import write_json, write_npz, writable_dir
-from zoo.registry import get_registry
+from zoo.registry import did_you_mean, get_registry
 from zoo.spec import Spec
 
 REFERENCES = ("exact", "empirical")  # non-learned fields: the exact velocity, the memorisation reference
@@ -192,8 +192,14 @@ def make_sweep(plugins: list[str], datasets: list[str], budget: Budget, device: 
         name = Spec.parse(text).name
         kinds = [kind] if kind else registry.kind_of(name)
         if not kinds or name not in registry.names(kinds[0]):
-            available = ", ".join(sorted({n for k in chosen for n in registry.names(k)})) or "none"
-            raise ZooError(f"unknown plugin {name!r} (available laws, networks, samplers, metrics: {available})")
+            if kind:
+                raise ZooError(registry.unknown(kind, name))
+            names = sorted({n for k in chosen for n in registry.names(k)})
+            broken = next((p for p in registry.problems if p.plugin == name or name in {n for _, n in p.names}), None)
+            if broken:
+                raise ZooError(f"plugin {name!r} is not available: plugin {broken.plugin!r} is broken: {broken.reason}")
+            raise ZooError(f"unknown plugin {name!r}{did_you_mean(name, names)} "
+                           f"(available laws, networks, samplers, metrics: {', '.join(names) or 'none'})")
         if len(kinds) > 1:
             raise ZooError(f"plugin name {name!r} is ambiguous: it names a {' and a '.join(kinds)}; "
                            f"write {' or '.join(f'{k}/{name}' for k in kinds)}")
@@ -307,7 +313,8 @@ def _nfe_grid(spec: str, budget: Budget) -> list[int | None]:
         return [None]
     seen: dict[int, int] = {}
     for nfe in budget.nfe:
-        seen.setdefault(sampler.steps_for(nfe), nfe)
+        if nfe >= sampler.min_nfe():  # below it a sampler cannot take one step
+            seen.setdefault(sampler.steps_for(nfe), nfe)
     return list(seen.values())
 
 

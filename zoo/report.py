@@ -5,7 +5,7 @@ Rows of one configuration (law, network, data set, sampler, alpha, NFE) are aver
 and ranked per data set by a primary metric (FID for images, energy distance in low
 dimension: at n = 1000 on gmm8, W2 between two real samples scatters by more than the gaps between
 good samplers, while the energy distance separates them by several floors). Memorisation sits beside it, and a copying row is flagged, so that a memorising
-model cannot top the board unnoticed (../shared/reference/METRICS.md).
+model cannot top the board unnoticed (docs/METRICS.md).
 """
 from __future__ import annotations
 

@@ -23,7 +23,7 @@ from zoo.registry import get_registry
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the subset.")
 @click.option("--out", required=True, type=click.Path(dir_okay=False), help="Output .npz (keys: times, positions, widths).")
 def command(law_spec: str, data_spec: str, n: int | None, t_end: float | None, snapshots: int, seed: int, out: str) -> None:
-    """Run the blob particle flow of a law from a data set's train split (MATH.md section 5) and
+    """Run the blob particle flow of a law from a data set's train split (docs/MATH.md section 5) and
     write `times` (K,) and `positions` (K, n, *shape), float32, the first snapshot at t = 0, and
     `widths` (K,), the mollifier width at each (the density the flow sees is positions blurred by it)."""
     io.writable_file(out)
