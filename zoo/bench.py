@@ -28,6 +28,7 @@ import hashlib
 import json
 import os
 import random
+import sys
 import time
 import traceback
 from dataclasses import dataclass
@@ -40,6 +41,7 @@ import torch
 from zoo import interrupts
 from zoo.errors import ZooError
 from zoo.io import write_json, write_npz, writable_dir
+from zoo.progress import Eta, duration
 from zoo.registry import did_you_mean, get_registry
 from zoo.spec import Spec
 
@@ -102,6 +104,10 @@ BUDGETS = {
     # about a minute on 2 CPU cores, every code path: for tests
     "smoke": Budget("smoke", steps=100, batch_size=256, image_batch_size=64, lr=2e-3, ema=0.0, n=200, nfe=(5, 10), alpha=(1.0,),
                     checkpoint_every=50, sampler_options={"rk45": {"rtol": 1e-2, "atol": 1e-2}}),
+    # the default: every law, sampler and reference row at three NFE, measured at about 5 minutes on 2 busy
+    # CPU cores (benchmarks/default_time.md); rk45 at a looser tolerance (at 1e-5 one empirical row took 148 s)
+    "quick": Budget("quick", steps=1000, batch_size=512, image_batch_size=128, lr=2e-3, ema=0.999, n=500,
+                    nfe=(10, 20, 50), alpha=(0.5, 1.0), sampler_options={"rk45": {"rtol": 1e-3, "atol": 1e-3}}),
     # a few CPU minutes: numbers that already rank samplers on the toy sets
     "small": Budget("small", steps=1500, batch_size=512, image_batch_size=128, lr=2e-3, ema=0.999, n=1000, nfe=(10, 20, 50),
                     alpha=(0.0, 0.5, 1.0)),
@@ -650,9 +656,25 @@ def run_bench(sweep: Sweep, out: Path, executor: Any, *, resume: bool = False, p
         write_json(out / "floors.json", floors)
 
     save()
-    bar = tqdm(total=len(jobs), initial=skipped, desc="bench", unit="run", disable=not progress)
+    eta = Eta([j["spec"] for j in jobs], getattr(executor, "size", 1))
+    index = {job["id"]: i for i, job in enumerate(jobs)}
+    for job_id in results:
+        eta.skip(index[job_id])
+    echo(plan_line(jobs, results, getattr(executor, "size", 1), eta))
+    # tqdm's own estimate (the mean time per run) swings with the mix of jobs: ours is per job kind
+    bar = tqdm(total=len(jobs), initial=skipped, desc="bench", unit="run", disable=not progress,
+               bar_format="{l_bar}{bar}| {n_fmt}/{total_fmt} [{elapsed}{postfix}]")
+
+    def advance(job: dict[str, Any], result: dict[str, Any] | None) -> None:
+        if result is None or "seconds" not in result.get("timing", {}):
+            eta.skip(index[job["id"]])
+        else:
+            eta.finished(index[job["id"]], result["timing"]["seconds"])
+        bar.set_postfix_str(f"ETA {duration(eta.remaining())}", refresh=False)
+        bar.update()
+
     try:
-        _run_waves(jobs, results, out, executor, bar, save)
+        _run_waves(jobs, results, out, executor, advance, save)
     except KeyboardInterrupt:
         save()
         bar.close()
@@ -664,9 +686,24 @@ def run_bench(sweep: Sweep, out: Path, executor: Any, *, resume: bool = False, p
     return [make_row(j, results[j["id"]], sweep, vers) for j in sample_jobs]
 
 
-def _run_waves(jobs: list[dict[str, Any]], results: dict[str, dict[str, Any]], out: Path, executor: Any, bar: Any,
-               save: Callable[[], None]) -> None:
+def plan_line(jobs: list[dict[str, Any]], results: dict[str, Any], workers: int, eta: Eta) -> str:
+    """What a bench is about to do, said before it starts: runs of each kind and an estimate."""
+    todo = [j["spec"] for j in jobs if j["id"] not in results]
+    count = {k: sum(s["kind"] == k for s in todo) for k in ("floors", "train", "sample")}
+    steps = sorted({s["steps"] for s in todo if s["kind"] == "train"})
+    sizes = sorted({s["n"] for s in todo if s["kind"] == "sample"})
+    parts = [f"{count['floors']} floors", f"{count['train']} trainings"
+             + (f" ({'/'.join(map(str, steps))} steps)" if steps else ""),
+             f"{count['sample']} sample runs" + (f" (n = {'/'.join(map(str, sizes))})" if sizes else "")]
+    return (f"plan: {', '.join(parts)} on {workers} worker{'s' if workers > 1 else ''}: about "
+            f"{duration(eta.remaining())} (a rough estimate from job sizes, corrected as runs finish)")
+
+
+def _run_waves(jobs: list[dict[str, Any]], results: dict[str, dict[str, Any]], out: Path, executor: Any,
+               advance: Callable[[dict[str, Any], dict[str, Any] | None], None], save: Callable[[], None]) -> None:
     # two waves: everything that needs no training, then the samples of finished trainings
+    from tqdm.auto import tqdm
+
     for wave in (lambda j: j["after"] is None, lambda j: j["after"] is not None):
         todo = []
         for job in jobs:
@@ -676,7 +713,7 @@ def _run_waves(jobs: list[dict[str, Any]], results: dict[str, dict[str, Any]], o
             if job["after"] and (parent is None or parent["status"] != "ok"):
                 reason = parent["error"] if parent else "did not run"
                 results[job["id"]] = {"status": "failed", "error": f"training {job['after']} failed: {reason}"}
-                bar.update()
+                advance(job, None)
                 continue
             todo.append({**job, "out": str(out)})
         if not todo:
@@ -689,8 +726,8 @@ def _run_waves(jobs: list[dict[str, Any]], results: dict[str, dict[str, Any]], o
                     spec = job["spec"]
                     what = " ".join(str(spec.get(k)) for k in ("kind", "law", "network", "sampler", "dataset")
                                     if spec.get(k))
-                    bar.write(f"run {job['id']} ({what}) failed: {result['error']}")
-                bar.update()
+                    tqdm.write(f"run {job['id']} ({what}) failed: {result['error']}", file=sys.stderr)
+                advance(job, result)
                 save()
         finally:  # on Ctrl-C the executor stops its workers at once, not after their jobs
             getattr(running, "close", lambda: None)()

@@ -8,6 +8,8 @@ import click
 from zoo.spec import split_list
 
 
+DEFAULT_BUDGET = "quick"
+
 # options of other commands that a bench takes from its budget instead
 FROM_BUDGET = {"--nfe": "nfe", "--alpha": "alpha", "--n": "n", "--steps": "steps", "--batch-size": "batch_size",
                "--lr": "lr", "--ema": "ema"}
@@ -42,7 +44,8 @@ def _show(value: object) -> str:
                    "e.g. heat,pme:m=3,heun; KIND/NAME where two kinds share a name). Kinds left out use their "
                    "defaults.")
 @click.option("--dataset", "datasets", multiple=True, metavar="SPEC", help="Data set(s) (repeatable; default gmm8).")
-@click.option("--budget", "budget_name", default=None, help="smoke | small | full (default small).")
+@click.option("--budget", "budget_name", default=None,
+              help="smoke | quick | small | full (default quick: about 5 minutes on 2 busy CPU cores).")
 @click.option("--executor", default=None, metavar="SPEC", help="Executor plugin (default local; e.g. local:workers=2).")
 @click.option("--out", default=None, type=click.Path(file_okay=False), help="Results folder (default zoo-bench).")
 @click.option("--resume", is_flag=True, help="Continue the sweep already in --out, skipping finished runs.")
@@ -59,7 +62,7 @@ def command(plugins: tuple[str, ...], datasets: tuple[str, ...], budget_name: st
     deterministic one, em at alpha = 0, is left out), evaluate every applicable metric, and write
     results.json and a leaderboard.
 
-    `zoo bench` alone compares heat and pme on gmm8 at the small budget. Exit status: 0 when every run
+    `zoo bench` alone compares heat and pme on gmm8 at the quick budget. Exit status: 0 when every run
     finished, 1 when some failed (the others are kept and reported), 2 for bad input, 130 on Ctrl-C."""
     from zoo.bench import budget, load_suite, make_sweep, run_bench
     from zoo.devices import resolve_device
@@ -67,7 +70,7 @@ def command(plugins: tuple[str, ...], datasets: tuple[str, ...], budget_name: st
     from zoo.report import load, summary, write_report
 
     s = load_suite(suite) if suite else {}
-    b = budget(budget_name or s.get("budget", "small"))
+    b = budget(budget_name or s.get("budget", DEFAULT_BUDGET))
     b = b.replace(**s.get("overrides", {}))
     if seeds or s.get("seeds"):
         b = b.replace(seeds=seeds or s["seeds"])
