@@ -4,8 +4,9 @@
 
 Runs the default job (`zoo bench --out TMP`, or the command after `--`) pinned to ``--cores``
 while ``--busy`` processes spin on the same cores (the "busy 2-core machine" the README speaks
-of), and prints the wall time, the planned ETA the bench printed first, the seconds per job kind
-(from each run's metrics.json) and the load average before and after. Nothing is written outside
+of), and prints the wall time, the CPU time of the job and its workers, the plan and estimate the
+bench printed first, the seconds per job kind (from each run's metrics.json) and the load average
+before and after (other work on the machine slows the job beyond the spinners). Nothing is written outside
 a temporary folder unless --keep DIR is given.
 """
 from __future__ import annotations
@@ -13,6 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import subprocess
 import sys
 import tempfile
@@ -42,8 +44,11 @@ def main() -> None:
     spinners = [subprocess.Popen([sys.executable, "-c", SPIN], preexec_fn=pinned(cores)) for _ in range(args.busy)]
     try:
         start = time.perf_counter()
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
         job = subprocess.run(command, preexec_fn=pinned(cores), env=env, capture_output=True, text=True)
         wall = time.perf_counter() - start
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)  # the job and its workers (the spinners still run)
+        cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
     finally:
         for p in spinners:
             p.kill()
@@ -59,6 +64,7 @@ def main() -> None:
         seconds[kind].append(json.loads((run / "metrics.json").read_text())["timing"]["seconds"])
     plan = next((line for line in job.stderr.splitlines() if line.startswith("plan:")), "no plan line")
     report = {"command": " ".join(command), "cores": sorted(cores), "busy": args.busy, "wall_s": round(wall, 1),
+              "cpu_s": round(cpu, 1),
               "plan": plan, "load_before": [round(x, 2) for x in load_before],
               "load_after": [round(x, 2) for x in os.getloadavg()],
               "job_seconds": {k: {"runs": len(v), "sum": round(sum(v), 1), "max": round(max(v), 1)}
