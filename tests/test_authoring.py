@@ -193,3 +193,37 @@ def test_zoo_plugins_shows_options_and_defaults(capsys) -> None:
     code, out, _ = run(capsys, "plugins", "--json")
     rows = {(p["kind"], p["name"]): p for p in json.loads(out)["plugins"]}
     assert rows["sampler", "em"]["options"] == {"alpha": 1.0, "grid": "geometric", "schedule": "const"}
+
+
+def test_the_bench_estimate_follows_each_job_kind_and_does_not_swing() -> None:
+    """A sweep of a costly training and many cheap sample runs of two kinds, on a machine 3x slower
+    than the priors assume and with each kind off its prior by up to 2x: after every finished run
+    the estimate stays within 3x of the time really left, where the mean time per run so far
+    (what a plain progress bar shows) is off by more than 10x."""
+    from zoo.progress import Eta, _prior, kind_and_size
+
+    specs = [{"kind": "floors", "n": 500}]
+    specs += [{"kind": "train", "law": "heat", "network": "mlp", "steps": 600, "batch_size": 512}]
+    specs += [{"kind": "sample", "network": net, "n": 500, "nfe": nfe}
+              for net in ("exact", "mlp") for nfe in (10, 20, 50) for _ in range(4)]
+    bias = {"floors": 0.5, "train heat mlp": 2.0, "sample exact": 1.0, "sample mlp": 0.6}
+    seconds = [3 * bias[k] * _prior(k) * size for k, size in map(kind_and_size, specs)]
+    eta = Eta(specs, workers=1, startup=0.0)
+    worst_ours = worst_mean = 1.0
+    for i, spent in enumerate(seconds[:-1]):
+        eta.finished(i, spent)
+        left = sum(seconds[i + 1:])
+        mean_per_run = sum(seconds[: i + 1]) / (i + 1) * (len(seconds) - i - 1)
+        worst_ours = max(worst_ours, eta.remaining() / left, left / eta.remaining())
+        worst_mean = max(worst_mean, mean_per_run / left, left / mean_per_run)
+    assert worst_ours < 3 and worst_mean > 10, (worst_ours, worst_mean)
+
+
+def test_zoo_forward_defaults_to_the_laws_particles_and_says_so(capsys, tmp_path: Path) -> None:
+    import numpy as np
+
+    code, _, err = run(capsys, "forward", "--law", "pme:m=2", "--dataset", "barenblatt:m=2:n_train=600",
+                       "--t-end", "0.02", "--snapshots", "2", "--out", str(tmp_path / "flow.npz"))
+    assert code == 0, err
+    assert err.startswith("forward flow of pme: 500 particles (of 600 train points; --n sets it, the cost grows as n^2)")
+    assert np.load(tmp_path / "flow.npz")["positions"].shape == (2, 500, 2)

@@ -11,6 +11,7 @@ from seconds to hours when a cheap job follows an expensive one.
 """
 from __future__ import annotations
 
+import math
 from typing import Any
 
 METRICS_NFE = 30  # a row's metrics cost about as much as 30 more network evaluations per sample
@@ -72,10 +73,11 @@ class Eta:
     def rate(self, kind: str) -> float:
         if self.units.get(kind):
             return self.seconds[kind] / self.units[kind]
-        measured = sum(self.seconds.values())
-        predicted = sum(self.units[k] * _prior(k) for k in self.units)
-        speed = measured / predicted if predicted > 0 else 1.0  # this machine against the prior's
-        return _prior(kind) * speed
+        # this machine against the priors': the geometric mean over the kinds seen, so that one
+        # kind the priors misjudge does not scale every other kind by its error
+        ratios = [math.log(self.seconds[k] / (self.units[k] * _prior(k))) for k in self.units
+                  if self.units[k] > 0 and self.seconds[k] > 0]
+        return _prior(kind) * (math.exp(sum(ratios) / len(ratios)) if ratios else 1.0)
 
     def remaining(self) -> float:
         return self.startup + sum(size * self.rate(kind) for kind, size in self.todo.values()) / self.workers

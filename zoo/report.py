@@ -459,7 +459,7 @@ def _table(entries: list[Entry], primary: str | None, secondary: list[str], refe
     body = []
     for i, e in enumerate(entries, 1):
         r = e.first
-        mem = f"{fmt(e.mean(RATIO))} ({fmt(e.mean(RATIO_FLOOR))})"
+        mem = f"{_ratio(e.mean(RATIO))} ({_ratio(e.mean(RATIO_FLOOR))})"
         z = _finite([v for x in e.rows if (v := _z(x["metrics"])) is not None])
         first = e.label("network") if reference else str(i)
         body.append([first, e.label("law"), *([] if reference else [e.label("network")]), e.label("sampler"),
@@ -467,6 +467,11 @@ def _table(entries: list[Entry], primary: str | None, secondary: list[str], refe
                      fmt(float(np.mean(z)) if z else None), e.flag(primary), *[fmt(e.mean(m)) for m in metrics],
                      str(len(e.rows))])
     return head, body
+
+
+def _ratio(value: float | None) -> str:
+    """A share in [0, 1] with two decimals (1.00, never a bare 1 beside a 0)."""
+    return "-" if value is None else f"{value:.2f}"
 
 
 def _floor_line(floors: dict[str, Any] | None) -> str:
