@@ -140,6 +140,9 @@ def test_terminal_summary_puts_trained_rows_first_and_names_references(results: 
     assert "reference: exact field" in text and "reference: training-set copy (empirical)" in text
     assert "t_min=1e-07" not in text  # the empirical reference is the heat law, not another law
     assert re.search(r"pme:m=2.0 +mlp +euler .*BROKEN: no mode captured", trained)
+    rows = [{**r, "metrics": {k: v for k, v in r["metrics"].items() if k != "modes_captured"}} for r in _rows()]
+    text = summary(rows, loaded.floors)  # without a modes metric, energy 53 is still a diverged row
+    assert re.search(r"pme:m=2.0 +mlp +euler .*BROKEN: energy over 100x the median trained row", text)
     assert "MEMORISING" in text[refs_at:] and "1 failed runs" in text
     assert "*0.01005 ± 7.1e-05" in text and "≈0.01045 ± 7.1e-05" in text and "*0.02005" in text
 

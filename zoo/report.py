@@ -13,7 +13,8 @@ real. So, per data set:
 * trained rows first, ranked; reference rows (``exact``, the exact field; ``empirical``, the
   training set's own field, which copies it) apart, named as references, never ranked with them;
 * flags: MEMORISING (a copy of the training set, whatever its fidelity) and BROKEN (no finite
-  primary metric, no mode or a single class captured: a collapsed or diverged sampler);
+  primary metric, no mode or a single class captured, or a primary metric over 100x the median
+  trained row's: a collapsed or diverged sampler);
 * samples of the winners, and every column explained on the page.
 
 Rows of one configuration (law, network, data set, sampler, alpha, NFE budget) are averaged over
@@ -54,6 +55,7 @@ Z_LIMIT = 3.0  # Meehan et al. 2020: |Z| > 3 with Z < 0 means generated points s
 Z_RATIO_SUPPORT = 0.05
 LOWER_IS_BETTER = {"fid", "kid", "w2", "energy", "sliced_w2", "mmd2", "velocity_error", "mode_kl", "class_kl"}
 NOISE_SDS = 2.0  # differences within this many standard errors (over seeds) are noise
+DIVERGED = 100.0  # a lower-is-better primary metric this many times the median trained row's: BROKEN
 REFERENCE_NAMES = {"exact": "reference: exact field", "empirical": "reference: training-set copy (empirical)"}
 LABEL_CHARS = 28  # longer labels are abbreviated; the full SPEC is in a tooltip and in the protocol
 
@@ -86,7 +88,7 @@ COLUMNS = {
     "NN Z": "nearest-neighbour Mann-Whitney Z of generated vs held-out distances to the training set; "
             "far below -3 means samples sit closer to the training points than new data would",
     "flag": "MEMORISING: copies the training set; BROKEN: collapsed or diverged (no finite primary metric, "
-            "no mode or one class captured)",
+            "one over 100x the median trained row's, no mode or a single class captured)",
     "seeds": "seeds averaged (mean ± standard deviation over them)",
 }
 
@@ -219,6 +221,7 @@ class Entry:
     key: tuple
     rows: list[dict[str, Any]]
     names: dict[str, str] = field(default_factory=dict)  # SPEC -> display label
+    typical: float | None = None  # the median primary metric of the data set's trained entries
 
     def label(self, column: str) -> str:
         spec = self.first[column]
@@ -265,6 +268,9 @@ class Entry:
             value = self.mean(metric)
             if value is not None and value <= least:
                 return what
+        value = self.mean(primary) if primary in LOWER_IS_BETTER else None
+        if value is not None and self.typical and value > DIVERGED * self.typical:
+            return f"{primary} over {DIVERGED:g}x the median trained row"
         return None
 
     def flag(self, primary: str | None) -> str:
@@ -315,6 +321,9 @@ def ranked(rows: list[dict[str, Any]]) -> tuple[str | None, list[Entry]]:
     if metric is not None:
         sign = 1.0 if metric in LOWER_IS_BETTER else -1.0
         entries.sort(key=lambda e: (e.mean(metric) is None, sign * (e.mean(metric) or 0.0)))
+        typical = [v for e in entries if e.reference is None and (v := e.mean(metric)) is not None]
+        for e in entries:
+            e.typical = float(np.median(typical)) if typical else None
     return metric, entries
 
 
@@ -757,22 +766,27 @@ def _explain(column: str) -> str:
     return COLUMNS.get(column, COLUMNS.get(base, METRIC_NAMES.get(base, "")))
 
 
+def _attrs(**values: str) -> str:
+    """` class="a" title="b"` for the non-empty values, escaped."""
+    return "".join(f' {k.rstrip("_")}="{_esc(v)}"' for k, v in values.items() if v)
+
+
 def _html_table(head: list[str], body: list[list[str]], row_classes: list[str], *, table_id: str | None = None,
                 titles: list[list[str]] | None = None, cell_classes: list[list[str]] | None = None,
                 text_columns: tuple[int, ...] = ()) -> str:
-    attrs = f' id="{table_id}" class="sortable"' if table_id else ""
-    out = [f"<div class='scroll'><table{attrs}><thead><tr>"
-           + "".join(f'<th title="{_esc(_explain(h))}">{_esc(h)}</th>' for h in head) + "</tr></thead><tbody>"]
+    """A table whose headers explain their column (tooltips) and whose cells carry the value
+    they sort by; with ``table_id`` it is sortable and a filter input can find it."""
+    out = [f"<div class='scroll'><table{_attrs(id=table_id or '', class_='sortable' if table_id else '')}><thead><tr>"
+           + "".join(f"<th{_attrs(title=_explain(h))}>{_esc(h)}</th>" for h in head) + "</tr></thead><tbody>"]
     for r, (cells, cls) in enumerate(zip(body, row_classes)):
         tds = []
         for c, text in enumerate(cells):
             classes = " ".join(filter(None, ["text" if c in text_columns else "",
                                              cell_classes[r][c] if cell_classes else ""]))
-            title = titles[r][c] if titles and titles[r][c] and titles[r][c] != text else ""
-            tds.append(f"<td{f' class={chr(34)}{classes}{chr(34)}' if classes else ''}"
-                       f"{f' title={chr(34)}{_esc(title)}{chr(34)}' if title else ''}"
-                       f" data-v=\"{_esc(_sort_value(text))}\">{_esc(text)}</td>")
-        out.append(f"<tr{f' class={chr(34)}{cls}{chr(34)}' if cls else ''}>" + "".join(tds) + "</tr>")
+            title = titles[r][c] if titles and titles[r][c] != text else ""
+            tds.append(f"<td{_attrs(class_=classes, title=title)} data-v=\"{_esc(_sort_value(text))}\">"
+                       f"{_esc(text)}</td>")
+        out.append(f"<tr{_attrs(class_=cls)}>" + "".join(tds) + "</tr>")
     return "\n".join(out) + "</tbody></table></div>"
 
 

@@ -83,7 +83,7 @@ def command(plugins: tuple[str, ...], datasets: tuple[str, ...], budget_name: st
     folder = Path(out or s.get("out", "zoo-bench"))
     rows = run_bench(sweep, folder, engine, resume=resume, echo=lambda m: click.echo(m, err=True))
     results = load([folder])
-    click.echo(summary(rows, results.floors))
+    click.echo(summary(results.rows, results.floors))
     if not no_report:
         paths = write_report([folder])
         click.echo(f"report: {', '.join(str(p) for p in paths)}")
