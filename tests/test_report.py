@@ -147,6 +147,17 @@ def test_terminal_summary_puts_trained_rows_first_and_names_references(results: 
     assert "*0.01005 ± 7.1e-05" in text and "≈0.01045 ± 7.1e-05" in text and "*0.02005" in text
 
 
+def test_without_trained_rows_the_board_compares_the_references_that_do_not_copy(results: Path) -> None:
+    rows = [r for r in _rows() if r["reference"] is not None]  # a bench of samplers on exact fields
+    rows += [{**r, "run": r["run"] + "-euler", "sampler": "euler:grid=geometric", "nfe": r["nfe_budget"],
+              "metrics": {**r["metrics"], "energy": 0.01}} for r in rows if r["network"] == "exact"]
+    metric, entries = ranked(load([_folder(results.parent / "refs", rows)]).rows)
+    b = board(entries, metric, {"energy": ENERGY_FLOOR})
+    assert b.of == "reference" and list(b.cells) == [("reference: exact field", "heun"),
+                                                     ("reference: exact field", "euler")]  # no copy
+    assert all(b.marks[id(row[k])] == "best" for row in list(b.cells.values())[:1] for k in row)
+
+
 def test_ranking_averages_seeds_and_keeps_references_apart(results: Path) -> None:
     metric, entries = ranked(load([results]).rows)
     trained, references = split(entries)
@@ -255,7 +266,7 @@ def test_nan_and_null_metrics_degrade_gracefully(capsys, tmp_path: Path) -> None
     md = (folder / "report" / "leaderboard.md").read_text()
     assert "energy (no finite values)" in md and "BROKEN: no finite energy" in md
     page = (folder / "report" / "leaderboard.html").read_text()
-    assert "no trained row with a finite primary metric" in page
+    assert "no row with a finite primary metric" in page
 
 
 def _overlaps(fig) -> list[tuple[str, str]]:

@@ -363,33 +363,43 @@ def within_noise(a: Entry, b: Entry, metric: str, floor_size: float) -> bool:
 
 @dataclass
 class Board:
-    """The summary of a data set: best trained entry per (law, sampler family) per NFE budget."""
+    """The summary of a data set: the best entry per (law, sampler family) per NFE budget, of the
+    trained rows; of the reference rows that do not copy when there are no trained rows (a bench of
+    samplers on the exact or a perturbed field)."""
 
     metric: str | None
     budgets: list[int | None]  # columns; None: adaptive samplers
-    cells: dict[tuple[str, str], dict[int | None, Entry]]  # (law label, sampler name) -> budget -> entry
+    cells: dict[tuple[str, str], dict[int | None, Entry]]  # (law or reference label, sampler) -> budget -> entry
     marks: dict[int, str]  # id(entry) -> "best" or "tie"
+    of: str = "trained"  # or "reference"
+
+    @property
+    def seeds(self) -> int:
+        return max((len(e.rows) for row in self.cells.values() for e in row.values()), default=0)
 
 
 def board(entries: list[Entry], metric: str | None, floors: dict[str, Any] | None) -> Board:
-    trained = [e for e in split(entries)[0] if metric is not None and e.mean(metric) is not None]
-    budgets = sorted({e.budget for e in trained}, key=lambda b: (b is None, b or 0))
+    trained, references = ([e for e in part if metric is not None and e.mean(metric) is not None]
+                           for part in split(entries))
+    of = "trained" if trained else "reference"
+    pool = trained or [e for e in references if not e.flagged]
+    budgets = sorted({e.budget for e in pool}, key=lambda b: (b is None, b or 0))
     cells: dict[tuple[str, str], dict[int | None, Entry]] = defaultdict(dict)
-    for e in trained:  # entries come best first: the first of each cell is its best
-        cells[(e.label("law"), short(e.first["sampler"]))].setdefault(e.budget, e)
+    for e in pool:  # entries come best first: the first of each cell is its best
+        cells[(e.label("law" if trained else "network"), short(e.first["sampler"]))].setdefault(e.budget, e)
     marks: dict[int, str] = {}
     size = resolution(floors, metric)
     for budget in budgets:
         column = [row[budget] for row in cells.values() if budget in row]
         if not column:
             continue
-        best = min(column, key=lambda e: trained.index(e))
+        best = min(column, key=pool.index)
         marks[id(best)] = "best"
         for e in column:
             if e is not best and within_noise(e, best, metric, size):
                 marks[id(e)] = "tie"
-    order = sorted(cells, key=lambda k: min(trained.index(e) for e in cells[k].values()))
-    return Board(metric, budgets, {k: cells[k] for k in order}, marks)
+    order = sorted(cells, key=lambda k: min(pool.index(e) for e in cells[k].values()))
+    return Board(metric, budgets, {k: cells[k] for k in order}, marks, of)
 
 
 MARK_TEXT = {"best": "*", "tie": "≈"}
@@ -421,18 +431,21 @@ def _cell_text(e: Entry, metric: str, mark: str | None) -> str:
 
 
 def board_table(b: Board) -> tuple[list[str], list[list[str]]]:
-    head = ["law", "sampler", *[budget_text(k) for k in b.budgets]]
+    head = ["law" if b.of == "trained" else "reference", "sampler", *[budget_text(k) for k in b.budgets]]
     body = [[law, sampler, *[_cell_text(row[k], b.metric, b.marks.get(id(row[k]))) if k in row else ""
                              for k in b.budgets]] for (law, sampler), row in b.cells.items()]
     return head, body
 
 
-def board_note(b: Board, floors: dict[str, Any] | None, seeds: int) -> str:
+def board_note(b: Board, floors: dict[str, Any] | None) -> str:
+    seeds = b.seeds
     spread = f"mean ± sd over {seeds} seeds" if seeds > 1 else "one seed"
     size = resolution(floors, b.metric)
     noise = " or ".join(filter(None, [f"{NOISE_SDS:g} standard errors over seeds" if seeds > 1 else "",
                                       f"the real-vs-real floor {fmt(size)}" if size else ""])) or "no estimate"
-    return (f"best trained row per law x sampler at each NFE budget ({b.metric}, {spread}, best alpha of "
+    who = ("best trained row per law x sampler" if b.of == "trained" else
+           "no trained rows: best reference row (copies left out) per reference x sampler")
+    return (f"{who} at each NFE budget ({b.metric}, {spread}, best alpha of "
             f"stochastic samplers): * best, ≈ within noise of the best (less apart than {noise}: not a real "
             f"difference)")
 
@@ -518,8 +531,7 @@ def summary(rows: list[dict[str, Any]], floors: dict[str, dict[str, Any]], top: 
         out.append(_floor_line(floors.get(dataset)))
         b = board(entries, primary, floors.get(dataset))
         if b.cells:
-            seeds = max(len(e.rows) for e in trained)
-            out.append(board_note(b, floors.get(dataset), seeds) + ":")
+            out.append(board_note(b, floors.get(dataset)) + ":")
             out += ["  " + line for line in _columns(list(board_table(b)[0:1]) + board_table(b)[1])]
         head, body = _table(trained[:top], primary, [])
         out.append(f"trained rows, best first ({min(top, len(trained))} of {len(trained)}):" if trained
@@ -601,7 +613,8 @@ def summary_figure(b: Board, floors: dict[str, Any] | None) -> Any | None:
     if positive and min(positive) > 0 and max(positive) > 30 * min(positive) and len(positive) == len(values):
         ax.set_yscale("log")  # a diverged run would flatten every other line
     ax.set(xscale="log", xlabel="NFE budget (adaptive: counted)", ylabel=b.metric)
-    ax.set_title(f"{b.metric} vs NFE: best trained row per law x sampler", fontsize=10)
+    ax.set_title(f"{b.metric} vs NFE: best {b.of} row per {'law' if b.of == 'trained' else 'reference'} x sampler",
+                 fontsize=10)
     ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
     return fig
 
@@ -850,19 +863,18 @@ def render_html(results: Results) -> str:
         b = board(entries, primary, floors)
         parts.append("<h3>Summary: who wins at which NFE</h3>")
         if b.cells:
-            seeds = max(len(e.rows) for e in trained)
             head, body = board_table(b)
             classes = [["", "", *[b.marks.get(id(row[k]), "") if k in row else "" for k in b.budgets]]
                        for row in b.cells.values()]
             titles = [["", "", *[f"{row[k].first['law']} / {row[k].first['network']} / {row[k].first['sampler']}"
                                  if k in row else "" for k in b.budgets]] for row in b.cells.values()]
-            parts.append(f"<p class='note'>{_esc(board_note(b, floors, seeds))}.</p>")
+            parts.append(f"<p class='note'>{_esc(board_note(b, floors))}.</p>")
             parts.append(_html_table(head, body, [""] * len(body), titles=titles, cell_classes=classes,
                                      text_columns=(0, 1)))
             parts.append(_img(summary_figure(b, floors), "summary plot",
                               f"{primary} against the NFE budget, every law on the same axes"))
         else:
-            parts.append("<p class='note'>no trained row with a finite primary metric.</p>")
+            parts.append("<p class='note'>no row with a finite primary metric.</p>")
         train = _npz(results, floors["run"], "train") if floors and "run" in floors else None
         shown = winners(entries, primary)
         parts.append("<h3>Samples of the winners</h3>"
@@ -936,7 +948,7 @@ def render_md(results: Results) -> str:
         out += [f"## {dataset}", "", _floor_line(floors), ""]
         b = board(entries, primary, floors)
         if b.cells:
-            out += [board_note(b, floors, max(len(e.rows) for e in trained)) + ":", "", _md_table(*board_table(b)), ""]
+            out += [board_note(b, floors) + ":", "", _md_table(*board_table(b)), ""]
         out += [f"Trained rows ({len(trained)}):", "", _md_table(*_table(trained, primary, secondary)), ""]
         if references:
             out += [f"Reference rows ({len(references)}), not ranked with the trained rows:", "",
