@@ -4,8 +4,8 @@ finished jobs of that kind correct.
 A job's size is in units: training steps x batch size; samples x (NFE + METRICS_NFE, the metrics'
 cost in evaluations) for a sample row (an adaptive sampler counts as ADAPTIVE_NFE); n for the
 floors. The rate of each kind (train per law and network, sample per network, floors) starts from
-PRIOR_RATE, seconds per unit on one idle core of the 2-core development machine, scaled by how
-fast this machine ran the jobs finished so far; once jobs of a kind have finished, their own rate
+PRIOR_RATE, CPU seconds per unit on the 2-core development machine, scaled by how fast this
+machine ran the jobs finished so far; once jobs of a kind have finished, their own rate
 replaces it. So one slow job moves only the estimate of its own kind, and the ETA does not swing
 from seconds to hours when a cheap job follows an expensive one.
 """
@@ -16,13 +16,15 @@ from typing import Any
 
 METRICS_NFE = 30  # a row's metrics cost about as much as 30 more network evaluations per sample
 ADAPTIVE_NFE = 300  # what an adaptive sampler (rk45) typically counts
-PRIOR_RATE = {  # seconds per unit (measured on the quick and small benches, benchmarks/default_time.md)
-    "floors": 2e-3,
-    "train": 3e-5,  # MLPs on vector data
+PRIOR_RATE = {  # CPU seconds per unit, from the default job's runs (benchmarks/default_time.md)
+    "floors": 5e-3,
+    "train": 7e-5,  # MLPs on vector data
+    "train pme": 1e-4,  # and the blob flow before
+    "train custom": 1e-4,
     "train unet": 1.2e-3,
-    "sample": 7e-5,  # learned MLPs
-    "sample exact": 1e-5,
-    "sample empirical": 5e-5,
+    "sample": 3.5e-5,  # learned MLPs
+    "sample exact": 1.5e-5,
+    "sample empirical": 1.2e-4,  # every evaluation visits the whole training set
     "sample unet": 2e-3,
 }
 
@@ -39,8 +41,9 @@ def kind_and_size(spec: dict[str, Any]) -> tuple[str, float]:
 
 
 def _prior(kind: str) -> float:
+    """The prior rate of a kind: ``train heat unet`` -> "train unet", else "train heat", else "train"."""
     words = kind.split()
-    for key in (" ".join(words[:1] + words[-1:]), words[0]):  # "train unet" from "train heat unet", else "train"
+    for key in (" ".join(words[:1] + words[-1:]), " ".join(words[:2]), words[0]):
         if key in PRIOR_RATE:
             return PRIOR_RATE[key]
     return PRIOR_RATE["sample"]

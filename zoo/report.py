@@ -425,8 +425,13 @@ def budget_text(budget: int | None) -> str:
     return "adaptive" if budget is None else f"NFE {budget}"
 
 
+def _alpha(e: Entry) -> str:
+    """` α=0.5` for a stochastic sampler (its SPEC has alpha, 0 included), else empty."""
+    return f" α={e.first['alpha']:g}" if "alpha=" in e.first["sampler"] else ""
+
+
 def _cell_text(e: Entry, metric: str, mark: str | None) -> str:
-    alpha = f" α={e.first['alpha']:g}" if e.first["alpha"] else ""
+    alpha = _alpha(e)
     return f"{MARK_TEXT.get(mark or '', '')}{fmt(e.mean(metric), e.std(metric))}{alpha}"
 
 
@@ -665,7 +670,7 @@ def winners(entries: list[Entry], metric: str | None) -> list[Entry]:
 
 def _title(e: Entry, metric: str | None) -> str:
     who = e.label("network") if e.reference else e.label("law")
-    alpha = f" α={e.first['alpha']:g}" if e.first["alpha"] else ""
+    alpha = _alpha(e)
     score = f", {metric} {fmt(e.mean(metric))}" if metric else ""
     flag = f" [{e.flag(metric)}]" if e.flag(metric) else ""
     return f"{abbreviated(who, 34)}\n{e.label('sampler')}{alpha}, {nfe_text(e)} NFE{score}{flag}"
@@ -929,7 +934,7 @@ def budget(row: dict[str, Any]) -> str:
 
 def _md_table(head: list[str], body: list[list[str]]) -> str:
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    lines += ["| " + " | ".join(c.replace("|", "\\|") for c in row) + " |" for row in body]
+    lines += ["| " + " | ".join(c.replace("|", "\\|").replace("*", "\\*") for c in row) + " |" for row in body]
     return "\n".join(lines)
 
 
