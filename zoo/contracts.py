@@ -157,8 +157,13 @@ class Field(nn.Module):
         raise ZooError(f"{type(self).__name__} gives no pressure; train a scalar pressure network")
 
     def grad_p_and_pressure(self, x: Tensor, t: Tensor) -> tuple[Tensor, Tensor]:
-        """Both at once; override where one network evaluation gives both (one NFE then)."""
-        return self.grad_p(x, t), self.pressure(x, t)
+        """Both at (x, t): one evaluation of the field, one NFE (so a stochastic step of a nonlinear
+        law costs one NFE on an exact field as on a pressure network, and stays within its budget).
+        A field that needs two network passes for them overrides this and counts both."""
+        before = self.nfe
+        both = self.grad_p(x, t), self.pressure(x, t)
+        self.nfe = min(self.nfe, before + 1)
+        return both
 
     def velocity(self, x: Tensor, t: Tensor) -> Tensor:
         return -self.grad_p(x, t) - x
