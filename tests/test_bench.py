@@ -255,7 +255,7 @@ def test_report_of_the_bench_folder(smoke, tmp_path: Path) -> None:
     out = smoke[0]
     write_report([out], tmp_path)
     page = (tmp_path / "leaderboard.html").read_text()
-    assert "<script" not in page and "<link" not in page and "MEMORISING" in page
+    assert "<script src" not in page and "<link" not in page and "MEMORISING" in page  # inline script only
     assert page.count('src="data:image/png;base64,') >= 3
     rows = json.loads((out / "results.json").read_text())
     assert len((tmp_path / "results.csv").read_text().strip().splitlines()) == len(rows) + 1
@@ -290,7 +290,7 @@ def test_a_failed_run_is_recorded_and_the_rest_goes_on(tmp_path: Path) -> None:
     out = tmp_path / "out"
     done = zoo("--plugins-dir", str(plugins), "bench", "--plugins", "heat,network/exact,exploding,euler",
                "--budget", "smoke", "--dataset", DATA, "--out", str(out), "--no-report")
-    assert done.returncode == 0, done.stderr
+    assert done.returncode == 1, done.stderr  # some runs failed: the others are kept, the status says so
     rows = _rows(out / "results.json")
     failed = [r for r in rows if r["status"] == "failed"]
     assert {r["sampler"].split(":")[0] for r in failed} == {"exploding"} and len(failed) == 4  # 2 fields x 2 NFE

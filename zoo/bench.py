@@ -28,6 +28,7 @@ import hashlib
 import json
 import os
 import random
+import sys
 import time
 import traceback
 from dataclasses import dataclass
@@ -37,10 +38,11 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
-from zoo import lock
+from zoo import interrupts, lock
 from zoo.errors import ZooError, one_line
 from zoo.io import append_text, remove_stale_temps, write_json, write_npz, writable_dir
-from zoo.registry import get_registry
+from zoo.progress import Eta, duration
+from zoo.registry import did_you_mean, get_registry
 from zoo.safe import read_text
 from zoo.spec import Spec
 
@@ -103,6 +105,11 @@ BUDGETS = {
     # about a minute on 2 CPU cores, every code path: for tests
     "smoke": Budget("smoke", steps=100, batch_size=256, image_batch_size=64, lr=2e-3, ema=0.0, n=200, nfe=(5, 10), alpha=(1.0,),
                     checkpoint_every=50, sampler_options={"rk45": {"rtol": 1e-2, "atol": 1e-2}}),
+    # the default, about 4 CPU-minutes (benchmarks/default_time.md): small's training (pme needs it: energy
+    # 0.035, 0.026, 0.016 after 600, 1000, 1500 steps, where heat is done at 600), half its samples, one
+    # alpha, rk45 at the smoke tolerance (on the empirical field it counted 691 NFE at 1e-3)
+    "quick": Budget("quick", steps=1500, batch_size=512, image_batch_size=128, lr=2e-3, ema=0.999, n=500,
+                    nfe=(10, 20, 50), alpha=(1.0,), sampler_options={"rk45": {"rtol": 1e-2, "atol": 1e-2}}),
     # a few CPU minutes: numbers that already rank samplers on the toy sets
     "small": Budget("small", steps=1500, batch_size=512, image_batch_size=128, lr=2e-3, ema=0.999, n=1000, nfe=(10, 20, 50),
                     alpha=(0.0, 0.5, 1.0)),
@@ -191,8 +198,14 @@ def make_sweep(plugins: list[str], datasets: list[str], budget: Budget, device: 
         name = Spec.parse(text).name
         kinds = [kind] if kind else registry.kind_of(name)
         if not kinds or name not in registry.names(kinds[0]):
-            available = ", ".join(sorted({n for k in chosen for n in registry.names(k)})) or "none"
-            raise ZooError(f"unknown plugin {name!r} (available laws, networks, samplers, metrics: {available})")
+            if kind:
+                raise ZooError(registry.unknown(kind, name))
+            names = sorted({n for k in chosen for n in registry.names(k)})
+            broken = next((p for p in registry.problems if p.plugin == name or name in {n for _, n in p.names}), None)
+            if broken:
+                raise ZooError(f"plugin {name!r} is not available: plugin {broken.plugin!r} is broken: {broken.reason}")
+            raise ZooError(f"unknown plugin {name!r}{did_you_mean(name, names)} "
+                           f"(available laws, networks, samplers, metrics: {', '.join(names) or 'none'})")
         if len(kinds) > 1:
             raise ZooError(f"plugin name {name!r} is ambiguous: it names a {' and a '.join(kinds)}; "
                            f"write {' or '.join(f'{k}/{name}' for k in kinds)}")
@@ -306,7 +319,8 @@ def _nfe_grid(spec: str, budget: Budget) -> list[int | None]:
         return [None]
     seen: dict[int, int] = {}
     for nfe in budget.nfe:
-        seen.setdefault(sampler.steps_for(nfe), nfe)
+        if nfe >= sampler.min_nfe():  # below it a sampler cannot take one step
+            seen.setdefault(sampler.steps_for(nfe), nfe)
     return list(seen.values())
 
 
@@ -401,6 +415,11 @@ def run_job(job: dict[str, Any]) -> dict[str, Any]:
         result = RUNNERS[job["spec"]["kind"]](job["spec"], folder, Path(job["out"]))
         result["status"] = "ok"
         result["error"] = None
+    except KeyboardInterrupt:  # Ctrl-C: nothing of this run is recorded as done; --resume reruns it
+        with open(folder / "log", "a") as log:
+            log.write(f"interrupted while {_stage_now}\n")
+        interrupts.say(f"run {job['id']} ({job['spec']['kind']}) stopped while {_stage_now}")
+        raise
     except Exception as exc:  # recorded with its reason; the sweep goes on
         message = str(exc) if isinstance(exc, ZooError) else f"{type(exc).__name__}: {exc}"
         result = {"status": "failed", "error": message or type(exc).__name__}
@@ -409,6 +428,17 @@ def run_job(job: dict[str, Any]) -> dict[str, Any]:
     write_json(folder / "metrics.json", result)
     append_text(folder / "log", f"end {result['status']} {result['timing']['seconds']} s\n")
     return result
+
+
+_stage_now = "starting"
+
+
+def stage(folder: Path, name: str) -> None:
+    """Log the stage a run enters (what an interruption reports; tests wait for these lines)."""
+    global _stage_now
+    _stage_now = name
+    with open(folder / "log", "a") as log:
+        log.write(f"stage {name}\n")
 
 
 def _eval_context(dataset: Any, reference: str, seed: int, device: str, out: Path, **extra: Any) -> Any:
@@ -436,6 +466,7 @@ def _run_floors(spec: dict[str, Any], folder: Path, out: Path) -> dict[str, Any]
     from zoo import evaluation
 
     dataset = get_registry().create("dataset", spec["dataset"])
+    stage(folder, "measuring real-vs-real floors")
     ctx = _eval_context(dataset, spec["reference"], spec["seed"], spec["device"], out)
     values = evaluation.floors(ctx, metrics=spec["metrics"], n=spec["n"])
     held = dataset.test()[: spec["n"]]
@@ -449,6 +480,7 @@ def _run_train(spec: dict[str, Any], folder: Path, out: Path) -> dict[str, Any]:
 
     config = TrainConfig(**{k: spec[k] for k in ("law", "network", "dataset", "steps", "batch_size", "lr",
                                                  "ema", "seed", "device", "checkpoint_every")})
+    stage(folder, "training")
     trained = train(config, folder, progress=False)
     return {"steps": trained.steps_done}
 
@@ -468,11 +500,13 @@ def _run_sample(spec: dict[str, Any], folder: Path, out: Path) -> dict[str, Any]
     else:
         trained = untrained(spec["law"], spec["network"], spec["dataset"], device=spec["device"])
     shape = tuple(dataset.shape)
+    stage(folder, "sampling")
     gen = generate(law, trained.field, sampler, n=spec["n"], nfe=spec["nfe"], shape=shape, seed=spec["seed"],
                    batch_size=spec["batch_size"], device=spec["device"])
     ratio = nn_ratio(gen.samples, dataset.train())
     write_npz(folder / "samples.npz", samples=gen.samples.numpy(), grid=gen.grid.numpy(), nn_ratio=ratio)
     extra = {"law": law, "field": trained.field} if network.learned else {"law": law}
+    stage(folder, "evaluating metrics")
     ctx = _eval_context(dataset, spec["reference"], spec["seed"], spec["device"], out, **extra)
     values = evaluation.evaluate(gen.samples, ctx, metrics=spec["metrics"])
     evaluated = evaluation.protocol(ctx, spec["n"], metrics=spec["metrics"])
@@ -628,8 +662,54 @@ def _run_locked(sweep: Sweep, out: Path, executor: Any, *, resume: bool, progres
         write_json(out / "floors.json", floors)
 
     save()
-    bar = tqdm(total=len(jobs), initial=skipped, desc="bench", unit="run", disable=not progress)
+    eta = Eta([j["spec"] for j in jobs], getattr(executor, "size", 1))
+    index = {job["id"]: i for i, job in enumerate(jobs)}
+    for job_id in results:
+        eta.skip(index[job_id])
+    echo(plan_line(jobs, results, getattr(executor, "size", 1), eta))
+    # tqdm's own estimate (the mean time per run) swings with the mix of jobs: ours is per job kind
+    bar = tqdm(total=len(jobs), initial=skipped, desc="bench", unit="run", disable=not progress,
+               bar_format="{l_bar}{bar}| {n_fmt}/{total_fmt} [{elapsed}{postfix}]")
+
+    def advance(job: dict[str, Any], result: dict[str, Any] | None) -> None:
+        if result is None or "seconds" not in result.get("timing", {}):
+            eta.skip(index[job["id"]])
+        else:
+            eta.finished(index[job["id"]], result["timing"]["seconds"])
+        bar.set_postfix_str(f"ETA {duration(eta.remaining())}", refresh=False)
+        bar.update()
+
+    try:
+        _run_waves(jobs, results, out, executor, advance, save)
+    except KeyboardInterrupt:
+        save()
+        bar.close()
+        done = sum(r["status"] == "ok" for r in results.values())
+        echo(f"interrupted: {done} of {len(jobs)} runs finished and saved in {out}; "
+             f"the same command with --resume continues")
+        raise
+    bar.close()
+    return [make_row(j, results[j["id"]], sweep, vers) for j in sample_jobs]
+
+
+def plan_line(jobs: list[dict[str, Any]], results: dict[str, Any], workers: int, eta: Eta) -> str:
+    """What a bench is about to do, said before it starts: runs of each kind and an estimate."""
+    todo = [j["spec"] for j in jobs if j["id"] not in results]
+    count = {k: sum(s["kind"] == k for s in todo) for k in ("floors", "train", "sample")}
+    steps = sorted({s["steps"] for s in todo if s["kind"] == "train"})
+    sizes = sorted({s["n"] for s in todo if s["kind"] == "sample"})
+    parts = [f"{count['floors']} floors", f"{count['train']} trainings"
+             + (f" ({'/'.join(map(str, steps))} steps)" if steps else ""),
+             f"{count['sample']} sample runs" + (f" (n = {'/'.join(map(str, sizes))})" if sizes else "")]
+    return (f"plan: {', '.join(parts)} on {workers} worker{'s' if workers > 1 else ''}: about "
+            f"{duration(eta.remaining())} (a rough estimate from job sizes, corrected as runs finish)")
+
+
+def _run_waves(jobs: list[dict[str, Any]], results: dict[str, dict[str, Any]], out: Path, executor: Any,
+               advance: Callable[[dict[str, Any], dict[str, Any] | None], None], save: Callable[[], None]) -> None:
     # two waves: everything that needs no training, then the samples of finished trainings
+    from tqdm.auto import tqdm
+
     for wave in (lambda j: j["after"] is None, lambda j: j["after"] is not None):
         todo = []
         for job in jobs:
@@ -639,19 +719,22 @@ def _run_locked(sweep: Sweep, out: Path, executor: Any, *, resume: bool, progres
             if job["after"] and (parent is None or parent["status"] != "ok"):
                 reason = parent["error"] if parent else "did not run"
                 results[job["id"]] = {"status": "failed", "error": f"training {job['after']} failed: {reason}"}
-                bar.update()
+                advance(job, None)
                 continue
             todo.append({**job, "out": str(out)})
-        if todo:
-            for job, result in executor.map(run_job, todo):
+        if not todo:
+            continue
+        running = executor.map(run_job, todo)
+        try:
+            for job, result in running:
                 results[job["id"]] = result
                 if result["status"] != "ok":
                     spec = job["spec"]
                     what = " ".join(str(spec.get(k)) for k in ("kind", "law", "network", "sampler", "dataset")
                                     if spec.get(k))
-                    bar.write(one_line(f"run {job['id']} ({what}) failed: {result['error']}"))
-                bar.update()
+                    tqdm.write(one_line(f"run {job['id']} ({what}) failed: {result['error']}"), file=sys.stderr)
+                advance(job, result)
                 save()
-        save()
-    bar.close()
-    return [make_row(j, results[j["id"]], sweep, vers) for j in sample_jobs]
+        finally:  # on Ctrl-C the executor stops its workers at once, not after their jobs
+            getattr(running, "close", lambda: None)()
+    save()

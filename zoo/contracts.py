@@ -4,7 +4,7 @@ A plugin is a frozen dataclass subclassing one of the kind bases below; its
 dataclass fields are its options (``em:alpha=0.5`` builds ``EulerMaruyama(alpha=0.5)``).
 Plugins reach zoo only through the hooks in :mod:`zoo.hookspecs`.
 
-Conventions (../shared/reference/MATH.md section 1), used everywhere:
+Conventions (docs/MATH.md section 1), used everywhere:
 
 * forward time ``t`` runs from the data (t = 0) to the law's prior (t = T);
 * a law owns its forward process, stated as a drift ``f(x, t)`` (:meth:`Law.drift`) and a
@@ -165,8 +165,13 @@ class Field(nn.Module):
         raise ZooError(f"{type(self).__name__} gives no pressure; train a scalar pressure network")
 
     def grad_p_and_pressure(self, x: Tensor, t: Tensor) -> tuple[Tensor, Tensor]:
-        """Both at once; override where one network evaluation gives both (one NFE then)."""
-        return self.grad_p(x, t), self.pressure(x, t)
+        """Both at (x, t): one evaluation of the field, one NFE (so a stochastic step of a nonlinear
+        law costs one NFE on an exact field as on a pressure network, and stays within its budget).
+        A field that needs two network passes for them overrides this and counts both."""
+        before = self.nfe
+        both = self.grad_p(x, t), self.pressure(x, t)
+        self.nfe = min(self.nfe, before + 1)
+        return both
 
     def velocity(self, x: Tensor, t: Tensor) -> Tensor:
         """u = -grad p - x: the transport velocity of a confined law (drift f = -x)."""
@@ -443,14 +448,18 @@ class Sampler(Plugin):
     """A reverse-time integrator. One signature for all: :meth:`sample`.
 
     ``nfe`` is the budget of network evaluations per sample trajectory; the sampler turns it into
-    a grid with :meth:`steps_for` and the count it really spent is read from the field. An
-    ``adaptive`` sampler picks its own steps by error control and ignores the budget.
+    a grid with :meth:`steps_for` and the count it really spent is read from the field. zoo refuses
+    a budget below :meth:`min_nfe` and a run that spends more than its budget. An ``adaptive``
+    sampler picks its own steps by error control and ignores the budget.
     """
 
     kind: ClassVar[str] = "sampler"
     stochastic: ClassVar[bool] = False
     adaptive: ClassVar[bool] = False  # steps set by error control (tolerances), not by the nfe budget
     laws: ClassVar[tuple[str, ...] | None] = None  # law names supported; None: every law
+    # global convergence order claimed on a smooth field (error ~ NFE^-order), checked by the
+    # conformance suite for deterministic samplers; None: no claim
+    order: ClassVar[int | None] = None
 
     alpha: ClassVar[float] = 0.0  # noise strength; stochastic samplers make it an option (a field)
 
@@ -473,8 +482,12 @@ class Sampler(Plugin):
         return self.unsupported(law) is None
 
     def steps_for(self, nfe: int) -> int:
-        """Number of grid intervals that spend about ``nfe`` evaluations."""
+        """Number of grid intervals that spend at most ``nfe`` evaluations (budgets >= min_nfe)."""
         return max(1, int(nfe))
+
+    def min_nfe(self) -> int:
+        """The fewest NFE a trajectory can cost (one grid step): smaller budgets are refused."""
+        return 1
 
     def deterministic_twin(self) -> str | None:
         """The SPEC of a deterministic sampler that gives exactly the same samples as this one

@@ -18,9 +18,11 @@ The author's guide is docs/plugins.md.
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import importlib
 import importlib.metadata
 import importlib.util
+import inspect
 import os
 import sys
 import types
@@ -50,19 +52,41 @@ class Entry:
     distribution: str
     version: str
 
-    def as_dict(self) -> dict[str, str]:
+    def as_dict(self) -> dict[str, Any]:
         return {"kind": self.kind, "name": self.name, "plugin": self.plugin,
                 "distribution": self.distribution, "version": self.version,
-                "summary": getattr(self.cls, "summary", "") or ""}
+                "summary": getattr(self.cls, "summary", "") or "", "options": self.options()}
+
+    def options(self) -> dict[str, Any]:
+        """Each option and its default (None: the value is required, the positional one)."""
+        out = {}
+        for f in dataclasses.fields(self.cls):
+            if f.init:
+                default = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
+                out[f.name] = None if default is dataclasses.MISSING else default
+        return out
 
 
 @dataclass(frozen=True)
 class Problem:
     plugin: str
-    reason: str
+    reason: str  # one line
+    names: tuple[tuple[str, str], ...] = ()  # the (kind, name) it concerns, where known
 
     def as_dict(self) -> dict[str, str]:
         return {"plugin": self.plugin, "error": self.reason}
+
+
+def one_line(text: str) -> str:
+    """The first line of a message, marking that more was cut."""
+    lines = [line.strip() for line in str(text).strip().splitlines() if line.strip()]
+    return (lines[0] + (" ..." if len(lines) > 1 else "")) if lines else ""
+
+
+def did_you_mean(name: str, choices: list[str] | tuple[str, ...] | set[str], n: int = 3) -> str:
+    """`` (did you mean 'heun'?)`` for close matches among ``choices``, else empty."""
+    close = difflib.get_close_matches(name, sorted(choices), n=n, cutoff=0.6)
+    return f" (did you mean {' or '.join(map(repr, close))}?)" if close else ""
 
 
 def _env_list(name: str) -> set[str] | None:
@@ -103,9 +127,10 @@ class Registry:
         if self._trace:
             sys.stderr.write(f"[zoo trace] {message}\n")
 
-    def _problem(self, plugin: str, reason: str) -> None:
+    def _problem(self, plugin: str, reason: str, names: tuple[tuple[str, str], ...] = ()) -> None:
+        reason = one_line(reason).replace("zoo_plugins_dir_", "")  # the module name zoo gave a plugins-dir file
         self._log(f"problem in {plugin}: {reason}")
-        self.problems.append(Problem(plugin, reason))
+        self.problems.append(Problem(plugin, reason, names))
 
     def _load_entry_points(self) -> None:
         seen: set[str] = set()
@@ -122,7 +147,7 @@ class Registry:
             try:
                 module = ep.load()
             except (Exception, SystemExit) as exc:  # a broken plugin must not take zoo down
-                self._problem(ep.name, f"import failed: {type(exc).__name__}: {exc}")
+                self._problem(ep.name, f"import failed: {_exception(exc)}")
                 continue
             self.add(module, name=ep.name, distribution=dist, version=version)
         self._found = seen
@@ -155,7 +180,7 @@ class Registry:
                 spec.loader.exec_module(module)
             except (Exception, SystemExit) as exc:
                 sys.modules.pop(module_name, None)
-                self._problem(file.stem, f"import failed: {type(exc).__name__}: {exc}")
+                self._problem(file.stem, f"import failed: {_exception(exc)}")
                 continue
             self.add(module, name=file.stem, distribution=f"file:{file}", version="-")
 
@@ -165,6 +190,10 @@ class Registry:
         name = name or getattr(plugin, "__name__", None) or type(plugin).__name__
         if self.pm.has_plugin(name) or self.pm.is_registered(plugin):
             self._problem(name, "plugin registered twice")
+            return name
+        wrong = _hook_problem(plugin)
+        if wrong:
+            self._problem(name, wrong)
             return name
         try:
             self.pm.register(plugin, name=name)
@@ -202,14 +231,14 @@ class Registry:
                     # pluggy lets an implementation take fewer arguments than its spec
                     impl.function(*([register] if impl.argnames else []))
                 except Exception as exc:
-                    self._problem(plugin_name, f"{hook_name} raised {type(exc).__name__}: {exc}")
+                    self._problem(plugin_name, f"{hook_name} raised {_exception(exc)}")
 
     def _register(self, kind: str, cls: type, plugin: str, distribution: str, version: str) -> None:
         base = KINDS[kind]
         reason = contract_violation(kind, cls)
         label = getattr(cls, "name", None) or getattr(cls, "__name__", repr(cls))
         if reason:
-            self._problem(plugin, f"{kind} {label!r} breaks the {base.__name__} contract: {reason}")
+            self._problem(plugin, f"{kind} {label!r} breaks the {base.__name__} contract: {reason}", ((kind, label),))
             return
         taken = self.entries[kind].get(cls.name)
         if taken is not None:
@@ -228,8 +257,19 @@ class Registry:
         try:
             return self.entries[kind][name]
         except KeyError:
-            available = ", ".join(self.names(kind)) or "none"
-            raise ZooError(f"unknown {kind} {name!r} (available: {available})") from None
+            raise ZooError(self.unknown(kind, name)) from None
+
+    def unknown(self, kind: str, name: str) -> str:
+        """Why no plugin of ``kind`` is called ``name``: the broken plugin that should have given it,
+        or a close name, the available ones and the broken plugins that might have given it."""
+        broken = [p for p in self.problems if (kind, name) in p.names or p.plugin == name]
+        if broken:
+            return f"{kind} {name!r} is not available: plugin {broken[0].plugin!r} is broken: {broken[0].reason}"
+        available = ", ".join(self.names(kind)) or "none"
+        hint = did_you_mean(name, self.names(kind))
+        others = sorted({p.plugin for p in self.problems})
+        broken_note = f"; broken plugins: {', '.join(others)} (see `zoo plugins`)" if others else ""
+        return f"unknown {kind} {name!r}{hint} (available: {available}){broken_note}"
 
     def kind_of(self, name: str) -> list[str]:
         """Kinds under which a plugin name is registered (bench --plugins accepts any kind)."""
@@ -251,6 +291,29 @@ class Registry:
         return [e for kind in self.entries for e in sorted(self.entries[kind].values(), key=lambda e: e.name)]
 
 
+def _exception(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {one_line(str(exc))}" if str(exc).strip() else type(exc).__name__
+
+
+def _hook_problem(plugin: object) -> str | None:
+    """What is wrong with a plugin's hook implementations, in one line (pluggy says it in three,
+    naming internal modules): an unknown hook name, or arguments the hook does not give."""
+    for attr in dir(plugin):
+        fn = getattr(plugin, attr, None)
+        if getattr(fn, "zoo_impl", None) is None:  # not marked by @zoo.hookimpl
+            continue
+        if attr not in hookspecs.HOOK_KINDS:
+            return f"unknown hook {attr!r}{did_you_mean(attr, list(hookspecs.HOOK_KINDS), n=1)}"
+        try:
+            extra = [name for name, p in inspect.signature(fn).parameters.items()  # pluggy passes no defaulted ones
+                     if name != "register" and p.default is p.empty and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
+        except (TypeError, ValueError):
+            continue
+        if extra:
+            return f"hook {attr} takes {', '.join(extra)}, which it is not given (its only argument is `register`)"
+    return None
+
+
 OPTION_TYPES = (bool, int, float, str, type(None))
 
 
@@ -261,8 +324,8 @@ def _hint_args(hint: Any) -> tuple[Any, ...]:
     return (hint,)
 
 
-# contract attributes a plugin may turn into an option: a stochastic sampler's alpha
-OVERRIDABLE = {"sampler": {"alpha"}}
+# contract attributes a plugin may turn into an option: a stochastic sampler's alpha, dpmpp's order
+OVERRIDABLE = {"sampler": {"alpha", "order"}}
 
 
 def contract_violation(kind: str, cls: Any) -> str | None:
@@ -297,10 +360,38 @@ def contract_violation(kind: str, cls: Any) -> str | None:
         if not all(a in OPTION_TYPES or typing.get_origin(a) is typing.Literal for a in args):
             return (f"option {option!r} has type {hints.get(option)!r}; options must be "
                     "bool, int, float, str, a Literal, or one of these or None")
+    wrong = _signature_problem(base, cls)
+    if wrong:
+        return wrong
     if kind == "sampler" and cls.laws is not None and (
             not isinstance(cls.laws, tuple) or not all(isinstance(n, str) for n in cls.laws)):
         return f"`laws` must be None or a tuple of law names, got {cls.laws!r}"
     return None
+
+
+def _signature_problem(base: type, cls: type) -> str | None:
+    """A method of the contract that ``cls`` overrides with a signature zoo cannot call the way
+    the contract says (``sample(self, x)`` for ``sample(self, process, x, grid, noise)``)."""
+    for attr in dir(base):
+        if attr.startswith("_"):
+            continue
+        ours, theirs = inspect.getattr_static(base, attr), inspect.getattr_static(cls, attr, None)
+        if not inspect.isfunction(ours) or theirs is ours or not inspect.isfunction(theirs):
+            continue
+        wanted = inspect.signature(ours)
+        positional = [p for p in wanted.parameters.values() if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+        try:
+            inspect.signature(theirs).bind(*[None] * len(positional))
+        except TypeError:
+            return f"{attr}{_plain(inspect.signature(theirs))} cannot be called as {attr}{_plain(wanted)}"
+        except ValueError:
+            continue
+    return None
+
+
+def _plain(signature: inspect.Signature) -> str:
+    """(self, process, x, grid, noise): the parameter names of a signature, without annotations."""
+    return "(" + ", ".join(p.name for p in signature.parameters.values()) + ")"
 
 
 def _coerce(cls: type, key: str, value: Any, hints: dict[str, Any]) -> Any:
@@ -344,7 +435,7 @@ def build(cls: type[Plugin], spec: Spec) -> Any:
     allowed = cls.option_names()
     unknown = [k for k in options if k not in allowed]
     if unknown:
-        raise ZooError(f"{cls.kind} {cls.name!r}: unknown option {unknown[0]!r} "
+        raise ZooError(f"{cls.kind} {cls.name!r}: unknown option {unknown[0]!r}{did_you_mean(unknown[0], allowed)} "
                        f"(options: {', '.join(allowed) or 'none'})")
     if cls.positional is not None and cls.positional not in options and not _has_default(cls, cls.positional):
         raise ZooError(f"{cls.kind} {cls.name!r} needs a value: {cls.name}:{cls.positional.upper()}")

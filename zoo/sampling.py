@@ -83,6 +83,9 @@ def generate(law: Law, field: Field, sampler: Sampler, *, n: int, nfe: int | Non
         raise ZooError(f"sampler {sampler.name!r} needs an NFE budget")
     if nfe is not None and nfe < 1:
         raise ZooError(f"nfe must be at least 1, got {nfe}")
+    if nfe is not None and not sampler.adaptive and nfe < sampler.min_nfe():
+        raise ZooError(f"sampler {sampler.name!r} needs at least {sampler.min_nfe()} NFE per sample "
+                       f"(one step of it), got {nfe}")
     if batch_size < 1:
         raise ZooError(f"batch size must be at least 1, got {batch_size}")
     if (why := sampler.unsupported(law)) is not None:
@@ -100,6 +103,9 @@ def generate(law: Law, field: Field, sampler: Sampler, *, n: int, nfe: int | Non
             field.nfe = 0
             y = sampler.sample(process, x, grid, noise)
             counted = max(counted, field.nfe)
+            if nfe is not None and not sampler.adaptive and counted > nfe:
+                raise ZooError(f"sampler {sampler.name!r} spent {counted} NFE per sample, over its budget of {nfe} "
+                               f"(its steps_for or min_nfe is wrong: docs/plugins.md, NFE counting)")
             if not torch.isfinite(y).all():
                 raise ZooError(f"sampler {sampler.name!r} produced non-finite samples "
                                f"(try more NFE or a smaller alpha)")

@@ -33,7 +33,7 @@ import torch.distributed as dist
 from torch import nn
 from tqdm import tqdm
 
-from zoo import io
+from zoo import interrupts, io
 from zoo.contracts import BuildContext, Dataset, Field, Law, Network, seeded_generator
 from zoo.devices import resolve_device
 from zoo.errors import ZooError
@@ -334,31 +334,38 @@ def _train(config: TrainConfig, law: Law, network: Network, dataset: Dataset, ou
                disable=not progress or ddp.rank != 0)
     try:
         model.train()
-        for step in range(start, config.steps):
-            idx = torch.randint(n_data, (config.batch_size,), generator=_step_generator(config.seed, step, 0))
-            idx = idx[ddp.rank::ddp.world].to(device)
-            batch = {k: v[idx] for k, v in prepared.items()}
-            loss = law.loss(model, batch, _step_generator(config.seed, step, 1 + ddp.rank))
-            value = loss.detach().clone()
-            if ddp.world > 1:
-                dist.all_reduce(value)  # every rank sees the mean loss, so all stop together on NaN
-                value = value / ddp.world
-            value = float(value)
-            if not math.isfinite(value):
-                raise ZooError(f"training diverged: the loss is {value} at step {step + 1} (try a smaller --lr)")
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            _ema_update(ema, module, _ema_decay(config, step))
-            losses.append(value)
-            if log is not None:
-                log.write(json.dumps({"step": step + 1, "loss": value}) + "\n")
-            bar.update(1)
-            if step % 10 == 0:
-                bar.set_postfix(loss=f"{value:.4g}", refresh=False)
-            if writer and ((step + 1) % config.checkpoint_every == 0 or step + 1 == config.steps):
-                log.flush()
-                checkpoint(step + 1)
+        # Ctrl-C finishes the step, saves it and stops (not under DDP: every rank must stop at the same step)
+        with interrupts.deferred(enabled=ddp.world == 1) as interrupted:
+            for step in range(start, config.steps):
+                idx = torch.randint(n_data, (config.batch_size,), generator=_step_generator(config.seed, step, 0))
+                idx = idx[ddp.rank::ddp.world].to(device)
+                batch = {k: v[idx] for k, v in prepared.items()}
+                loss = law.loss(model, batch, _step_generator(config.seed, step, 1 + ddp.rank))
+                value = loss.detach().clone()
+                if ddp.world > 1:
+                    dist.all_reduce(value)  # every rank sees the mean loss, so all stop together on NaN
+                    value = value / ddp.world
+                value = float(value)
+                if not math.isfinite(value):
+                    raise ZooError(f"training diverged: the loss is {value} at step {step + 1} (try a smaller --lr)")
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+                _ema_update(ema, module, _ema_decay(config, step))
+                losses.append(value)
+                if log is not None:
+                    log.write(json.dumps({"step": step + 1, "loss": value}) + "\n")
+                bar.update(1)
+                if step % 10 == 0:
+                    bar.set_postfix(loss=f"{value:.4g}", refresh=False)
+                stop = interrupted() and step + 1 < config.steps
+                if writer and stop:
+                    interrupts.say(f"saving checkpoint at step {step + 1} of {config.steps} to {out / CHECKPOINT}")
+                if writer and (stop or (step + 1) % config.checkpoint_every == 0 or step + 1 == config.steps):
+                    log.flush()
+                    checkpoint(step + 1)
+                if stop:
+                    raise KeyboardInterrupt
     finally:
         bar.close()
         if log is not None:

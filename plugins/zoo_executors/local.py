@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import signal
+import time
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
@@ -11,10 +13,45 @@ from typing import Callable, ClassVar, Iterator
 from zoo.contracts import Executor
 
 
+INTERRUPTED = 130  # a worker's exit status after Ctrl-C
+GRACE = 3.0  # seconds an interrupted worker gets to save what it is doing (a training checkpoint)
+
+
 def _init_worker(threads: int) -> None:
     import torch
 
     torch.set_num_threads(threads)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # idle workers ignore Ctrl-C; the pool's owner ends them
+
+
+def _call(fn: Callable[[dict], dict], job: dict) -> dict:
+    """Run one job with Ctrl-C enabled; interrupted, the worker ends (exit 130) instead of taking the
+    next queued job: jobs save what they finished (a checkpoint) before the KeyboardInterrupt leaves them."""
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        return fn(job)
+    except KeyboardInterrupt:
+        os._exit(INTERRUPTED)
+    finally:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def _stop(pool: ProcessPoolExecutor) -> None:
+    """Interrupt every worker (a terminal's Ctrl-C reached them already; ``kill -INT`` of the bench
+    did not), give them GRACE seconds to save, then kill what is left."""
+    workers = list(getattr(pool, "_processes", {}).values())  # the executor keeps no public handle
+    for p in workers:
+        if p.is_alive():
+            os.kill(p.pid, signal.SIGINT)
+    deadline = time.monotonic() + GRACE
+    try:
+        for p in workers:
+            p.join(max(0.0, deadline - time.monotonic()))
+    finally:  # a second Ctrl-C while waiting: kill at once
+        for p in workers:
+            if p.is_alive():
+                p.kill()
+                p.join(1.0)
 
 
 @dataclass(frozen=True)
@@ -60,12 +97,16 @@ class Local(Executor):
         size = min(self.size, len(jobs))
         context = multiprocessing.get_context(self.start_method)
         pool = ProcessPoolExecutor(size, mp_context=context, initializer=_init_worker, initargs=(self.threads,))
+        stopped = False
         try:
-            order: dict[Future, int] = {pool.submit(fn, job): i for i, job in enumerate(jobs)}
+            order: dict[Future, int] = {pool.submit(_call, fn, job): i for i, job in enumerate(jobs)}
+            workers = list(getattr(pool, "_processes", {}).values())  # started by submit; no public handle
             pending = set(order)
             while pending:
                 done, pending = wait(pending, return_when=FIRST_COMPLETED)
                 broken = sorted((f for f in done if isinstance(f.exception(), BrokenProcessPool)), key=order.get)
+                if broken and any(p.exitcode == INTERRUPTED for p in workers):
+                    raise KeyboardInterrupt  # a worker took the terminal's Ctrl-C before this process did
                 if broken:
                     # a worker died (out of memory, killed): the pool fails every unfinished job with it;
                     # blame the oldest (running) one, yield what finished, rerun the rest in a fresh pool
@@ -79,5 +120,9 @@ class Local(Executor):
                 for future in sorted(done, key=order.get):
                     yield jobs[order[future]], future.result()
             return []
+        except BaseException:  # Ctrl-C, or the caller stopped listening (GeneratorExit): end the workers now
+            stopped = True
+            _stop(pool)
+            raise
         finally:
-            pool.shutdown(wait=True, cancel_futures=True)
+            pool.shutdown(wait=not stopped, cancel_futures=True)

@@ -1,4 +1,4 @@
-"""Built-in metrics (../shared/reference/METRICS.md), one module per family.
+"""Built-in metrics (docs/METRICS.md), one module per family.
 
 Heavy dependencies (torch-fidelity, POT) are imported when a metric computes, not when zoo loads.
 """

@@ -16,6 +16,7 @@ class Euler(GridSampler):
 
     name: ClassVar[str] = "euler"
     summary: ClassVar[str] = "explicit Euler on the probability-flow ODE (order 1, 1 NFE/step)"
+    order: ClassVar[int] = 1
 
     def sample(self, process: ReverseProcess, x: Tensor, grid: Tensor, noise: Noise) -> Tensor:
         for t, _, h in intervals(grid):
@@ -32,6 +33,7 @@ class Heun(GridSampler):
 
     name: ClassVar[str] = "heun"
     summary: ClassVar[str] = "Heun (RK2) on the probability-flow ODE, EDM-style (order 2, 2 NFE/step)"
+    order: ClassVar[int] = 2
 
     def steps_for(self, nfe: int) -> int:
         return max(1, (int(nfe) + 1) // 2)

@@ -107,6 +107,9 @@ class PredictorCorrector(GridSampler):
     def steps_for(self, nfe: int) -> int:
         return max(1, int(nfe) // (1 + self.corrector_steps))
 
+    def min_nfe(self) -> int:
+        return 1 + self.corrector_steps
+
     def sample(self, process: ReverseProcess, x: Tensor, grid: Tensor, noise: Noise) -> Tensor:
         steps = list(intervals(grid))
         dim = x[0].numel()

@@ -31,6 +31,14 @@ class LazyGroup(click.Group):
             return None
         return importlib.import_module(f"zoo.cli.{name}").command
 
+    def resolve_command(self, ctx: click.Context, args: list[str]) -> tuple[str | None, click.Command | None, list[str]]:
+        if args and args[0] not in COMMANDS and not args[0].startswith("-"):
+            from zoo.registry import did_you_mean
+
+            raise click.UsageError(f"no such command {args[0]!r}{did_you_mean(args[0], list(COMMANDS))} "
+                                   f"(commands: {', '.join(COMMANDS)})")
+        return super().resolve_command(ctx, args)
+
     def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
         with formatter.section("Commands"):
             formatter.write_dl(list(COMMANDS.items()))

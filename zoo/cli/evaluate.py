@@ -44,7 +44,7 @@ def table(values: dict[str, float], floors: dict[str, float], better: dict[str, 
 @click.option("--device", default="cpu", show_default=True, help="Device for the extractor networks.")
 def command(dataset_spec: str, samples_path: str, metrics: tuple[str, ...], as_json: bool, floors: bool,
             seed: int, device: str) -> None:
-    """Evaluate samples, from zoo or any other tool, with the metric suite (METRICS.md)."""
+    """Evaluate samples, from zoo or any other tool, with the metric suite (docs/METRICS.md)."""
     from zoo import evaluation
     from zoo.devices import resolve_device
 

@@ -401,7 +401,9 @@ def check_sampler(sampler: Any, *, law: Any = None, seed: int = 0,
     who.ensure(sampler.laws is None or law.name in sampler.laws, "supports() disagrees with `laws`")
     report: Report = {"law": law.spec}
 
-    budgets = (1, 2, 3, 4, 8, 16, 32, 64)
+    least = who.call("min_nfe", sampler.min_nfe)
+    who.ensure(isinstance(least, int) and least >= 1, f"min_nfe() must return an int >= 1, got {least!r}")
+    budgets = tuple(k for k in (1, 2, 3, 4, 8, 16, 32, 64) if k >= least)
     steps = [who.call("steps_for", sampler.steps_for, k) for k in budgets]
     who.ensure(all(isinstance(s, int) and s >= 1 for s in steps), f"steps_for must return ints >= 1, got {steps}")
     who.ensure(steps == sorted(steps), f"steps_for must not decrease as the budget grows: {dict(zip(budgets, steps))}")
@@ -409,6 +411,7 @@ def check_sampler(sampler: Any, *, law: Any = None, seed: int = 0,
     who.ensure(adaptive or len(set(steps)) > 1,
                "steps_for ignores the NFE budget: declare `adaptive = True` if the sampler chooses its own steps")
     report["adaptive"] = adaptive
+    report["min_nfe"] = least
 
     if sampler.stochastic and exact_problem(law, 2)[0] is None:  # noise needs the law's own pressure
         raise AssertionError(f"{who.label}: law {law.name!r} has no exact field for a Gaussian or "
@@ -423,10 +426,13 @@ def check_sampler(sampler: Any, *, law: Any = None, seed: int = 0,
         who.ensure(y.dtype == x.dtype and y.device == x.device, "sample must keep x's dtype and device")
         who.ensure(_finite(y), "non-finite samples on an exact field")
         who.ensure(torch.equal(x, before), "sample modified its input x in place")
-        k = sampler.steps_for(8)
-        if not adaptive:
-            who.ensure(k <= calls <= 8, f"with a budget of 8 NFE ({k} grid steps) it evaluated the field "
-                                        f"{calls} times: expected between {k} and 8")
+        if not adaptive:  # every budget zoo accepts, down to min_nfe: within it, and one NFE per step at least
+            for budget in (*[b for b in budgets if b < 8], 8):
+                k = sampler.steps_for(budget)
+                _, calls = who.call("sample", _run, sampler, law, exact, x[:4], budget, seed)
+                who.ensure(k <= calls <= budget, f"with a budget of {budget} NFE ({k} grid steps) it evaluated the "
+                                                 f"field {calls} times: expected between {k} and {budget}"
+                                                 + (" (raise min_nfe() if one step costs more)" if budget == least else ""))
 
         # determinism: same seed, other global RNG state, other batch size
         torch.manual_seed(1)
@@ -469,6 +475,8 @@ def _convergence(sampler: Sampler, law: Law, who: _Who, seed: int, nfes: tuple[i
         who.ensure(falling and converging and errors[-1] < 0.25,
                    "error against a fine RK4 solution on an exact field does not fall (at order > 0.5) "
                    "as NFE doubles: " + ", ".join(f"nfe {k}: {e:.2e}" for k, e in zip(nfes, errors)))
+        if sampler.order is not None:
+            report["order"] = _declared_order(sampler, law, who, seed, list(nfes[:len(errors)]), errors, x, ref, scale)
         return report
     # stochastic: all members of the alpha family share the marginals, so compare E|x|^2 with the ODE's
     n = 1000
@@ -486,6 +494,40 @@ def _convergence(sampler: Sampler, law: Law, who: _Who, seed: int, nfes: tuple[i
     who.ensure(errors[high] < max(0.1, 2 * noise_floor),
                f"E|x|^2 off by {100 * errors[high]:.1f}% at nfe {high} on an exact field")
     return report
+
+
+ORDER_SLACK = 0.3  # a measured order this far below the declared one fails
+ORDER_MAX_NFE = 256  # the sweep doubles up to here while the order is short of its claim (small error constants)
+
+
+def measured_order(nfes: list[int], errors: list[float]) -> float:
+    """The slope of -log(error) against log(NFE), least squares over the last three points."""
+    x, y = [math.log(k) for k in nfes[-3:]], [-math.log(e) for e in errors[-3:]]
+    mx, my = sum(x) / len(x), sum(y) / len(y)
+    return sum((a - mx) * (b - my) for a, b in zip(x, y)) / sum((a - mx) ** 2 for a in x)
+
+
+def _declared_order(sampler: Sampler, law: Law, who: _Who, seed: int, nfes: list[int], errors: list[float],
+                    x: Tensor, ref: Tensor, scale: float) -> float:
+    """Checks the order a deterministic sampler declares against the one it shows on an exact
+    field; the NFE sweep is doubled (up to ORDER_MAX_NFE) while the order falls short, since a
+    small error constant can hide the order at few NFE. Errors at round-off end the sweep."""
+    claimed = sampler.order
+    who.ensure(isinstance(claimed, int) and claimed >= 1, f"`order` must be None or an int >= 1, got {claimed!r}")
+    exact = _field_for(law, 2)
+    while True:
+        if errors[-1] < 1e-7 or len(errors) < 3:
+            return float(claimed)  # exact to round-off: nothing left to measure
+        order = measured_order(nfes, errors)
+        if order >= claimed - ORDER_SLACK or nfes[-1] * 2 > ORDER_MAX_NFE:
+            break
+        nfes.append(nfes[-1] * 2)
+        y, _ = _run(sampler, law, exact, x, nfes[-1], seed)
+        errors.append((y.double() - ref).square().mean().sqrt().item() / scale)
+    who.ensure(order >= claimed - ORDER_SLACK,
+               f"declares order {claimed} but converges at order {order:.2f} on an exact field (errors: "
+               + ", ".join(f"nfe {k}: {e:.2e}" for k, e in zip(nfes, errors)) + ")")
+    return order
 
 
 # --------------------------------------------------------------------------- data sets

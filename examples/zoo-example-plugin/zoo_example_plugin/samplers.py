@@ -18,6 +18,10 @@ class Ralston(Sampler):
 
     name: ClassVar[str] = "ralston"
     summary: ClassVar[str] = "Ralston's RK2 on the probability-flow ODE (order 2, 2 NFE/step)"
+    order: ClassVar[int] = 2  # checked by zoo.testing.check_sampler
+
+    def min_nfe(self) -> int:
+        return 2  # one step evaluates the field twice
 
     def __post_init__(self) -> None:
         if self.grid not in GRIDS:
