@@ -200,7 +200,7 @@ def test_route_option_is_checked_and_source_route_conforms():
 
     report = check_law("pme:route=source:m=2")  # raises on any breach of the law contract
     assert "refused" in report["pressure_ratio"]  # no pressure: deterministic samplers only
-    with pytest.raises(ZooError, match="route must be one of blob, source"):
+    with pytest.raises(ZooError, match="route must be one of auto, blob, mckean, source"):
         get_registry().create("law", "pme:route=dsm")
     assert get_registry().create("law", "pme:route=source").target == "v"
     check_law("pme:route=source:m=2:target=eps")

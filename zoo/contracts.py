@@ -352,6 +352,11 @@ class Law(Plugin):
         Heat returns ``{"x0": data}``; nonlinear laws record the blob particle flow."""
         return {"x0": data}
 
+    def model(self, ctx: "BuildContext", network: "Network") -> nn.Module:
+        """The module training optimises: by default the network built for ``ctx``. A law that
+        learns more than the field (a second, small network) wraps the network here."""
+        return network.build(ctx)
+
     def loss(self, network: nn.Module, batch: dict[str, Tensor], generator: torch.Generator) -> Tensor:
         """Scalar training loss of a learned network on one minibatch."""
         raise NotImplementedError
