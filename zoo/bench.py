@@ -517,7 +517,7 @@ def _run_sample(spec: dict[str, Any], folder: Path, out: Path) -> dict[str, Any]
     evaluated["reference_split"] = spec["reference"]
     return {"nfe": gen.nfe, "metrics": _floats(values),
             "grid": {"kind": sampler.grid, "steps": len(gen.grid) - 1, "T": float(gen.grid[0]),
-                     "t_min": float(gen.grid[-1])},
+                     "t_min": float(gen.grid[-1]), "final": sampler.final_step(law)},
             "evaluation": evaluated, "training_steps": trained.steps_done}
 
 

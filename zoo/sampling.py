@@ -63,7 +63,7 @@ class BatchInvariant(Field):
 class Generated:
     samples: Tensor  # (n, *shape) float32 on the CPU
     nfe: int  # network evaluations per trajectory, counted
-    grid: Tensor  # the forward-time grid used, (K+1,); a final step (sampler.final_step) then goes on to t = 0
+    grid: Tensor  # the forward-time grid used, (K+1,), then 0 where the sampler took its final step to t = 0
 
 
 def prior_samples(law: Law, shape: tuple[int, ...], seed: int, indices: range) -> Tensor:
@@ -116,4 +116,6 @@ def generate(law: Law, field: Field, sampler: Sampler, *, n: int, nfe: int | Non
                 on_batch(y.float().cpu())
             else:
                 outputs.append(y.float().cpu())
+    if sampler.final_step(law) is not None:  # record where the samples end: t = 0
+        grid = torch.cat([grid, grid.new_zeros(1)])
     return Generated(torch.cat(outputs) if outputs else torch.empty(0, *shape), counted, grid)
