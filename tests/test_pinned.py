@@ -1,6 +1,5 @@
-"""heat, pme and custom give bit-identical samples before and after the law contract owned the
-forward process (issue 13): tests/data/pinned_samples.npz was written by tests/data/make_pinned.py
-on the tree before that change."""
+"""heat, pme and custom give bit-identical samples to tests/data/pinned_samples.npz, written by
+tests/data/make_pinned.py (issue 13; re-pinned for issue 12's final step and pme's grid end)."""
 from __future__ import annotations
 
 import importlib.util
