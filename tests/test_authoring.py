@@ -90,12 +90,14 @@ def test_the_harness_refuses_budgets_below_min_nfe_and_overspending() -> None:
     registry = get_registry()
     law, data = registry.create("law", "heat"), TinyMixture()
     field = law.exact_field(data.exact)
-    with pytest.raises(ZooError, match="sampler 'midpoint-test' needs at least 2 NFE per sample"):
+    with pytest.raises(ZooError, match=r"sampler 'midpoint-test' needs at least 3 NFE per sample on law 'heat' "
+                                       r"\(2 for its steps, 1 for its final heun step\)"):
         generate(law, field, Midpoint(), n=4, nfe=1, shape=(2,))
-    assert generate(law, field, Midpoint(), n=4, nfe=3, shape=(2,)).nfe == 2
+    assert generate(law, field, Midpoint(), n=4, nfe=3, shape=(2,)).nfe == 3  # one step and the final step
+    assert generate(law, field, Midpoint(final="none"), n=4, nfe=3, shape=(2,)).nfe == 2
     with pytest.raises(ZooError, match="sampler 'no-minimum' spent 2 NFE per sample, over its budget of 1"):
-        generate(law, field, NoMinimum(), n=4, nfe=1, shape=(2,))
-    with pytest.raises(AssertionError, match=r"budget of 1 NFE .* evaluated the field 2 times.*raise min_nfe"):
+        generate(law, field, NoMinimum(final="none"), n=4, nfe=1, shape=(2,))
+    with pytest.raises(AssertionError, match=r"budget of 2 NFE .* evaluated the field 3 times.*raise min_nfe"):
         check_sampler(NoMinimum)
     with registered(Midpoint):  # a bench leaves out the budgets a sampler cannot take one step in
         assert _nfe_grid("midpoint-test", budget("smoke").replace(nfe=[1, 2, 4])) == [2, 4]
@@ -188,11 +190,11 @@ def test_zoo_plugins_shows_options_and_defaults(capsys) -> None:
     code, out, _ = run(capsys, "plugins")
     lines = out.splitlines()
     em = lines.index(next(line for line in lines if line.strip().startswith("em ")))
-    assert lines[em + 1].split() == ["options:", "alpha=1.0,", "grid=geometric,", "schedule=const"]
+    assert lines[em + 1].split() == ["options:", "alpha=1.0,", "grid=geometric,", "final=auto,", "schedule=const"]
     assert "options: PATH (positional, required), test_fraction=0.1, seed=0" in out  # file:PATH
     code, out, _ = run(capsys, "plugins", "--json")
     rows = {(p["kind"], p["name"]): p for p in json.loads(out)["plugins"]}
-    assert rows["sampler", "em"]["options"] == {"alpha": 1.0, "grid": "geometric", "schedule": "const"}
+    assert rows["sampler", "em"]["options"] == {"alpha": 1.0, "grid": "geometric", "final": "auto", "schedule": "const"}
 
 
 def test_the_bench_estimate_follows_each_job_kind_and_does_not_swing() -> None:

@@ -93,7 +93,7 @@ def test_alpha_zero_twin_of_a_deterministic_sampler_is_left_out() -> None:
     notes: list[str] = []
     sweep = make_sweep(["heat"], [DATA], b, notes=notes)
     jobs = _samples(sweep)
-    em0, euler = "em:alpha=0.0:grid=geometric:schedule=const", "euler:grid=geometric"
+    em0, euler = "em:alpha=0.0:grid=geometric:final=auto:schedule=const", "euler:grid=geometric:final=auto"
     assert _alphas(jobs, "em") == {1.0}  # em at alpha = 0 is euler, step for step
     assert _alphas(jobs, "pc") == {0.0, 1.0}  # pc at alpha = 0 still runs its Langevin corrector
     assert notes == [f"{em0} gives exactly the samples of {euler}: left out (the {euler} rows stand for it)"]

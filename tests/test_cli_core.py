@@ -188,7 +188,7 @@ def test_sampler_that_does_not_support_the_law(capsys, tmp_path):
                               "--sampler", "dpmpp", "--out", tmp_path / "x.npz")
     finally:
         registry.remove("test-other-law")
-    assert "does not support law 'test-other-law'" in line and "needs marginals x_t = alpha x0 + sigma noise" in line
+    assert "does not support law 'test-other-law'" in line and "needs a law that states an integrator path" in line
 
 
 @pytest.mark.parametrize("args, message", [
@@ -281,7 +281,7 @@ def test_console_script_prints_one_line(tmp_path):
     proc = subprocess.run([sys.executable, "-c", "from zoo.cli import main; main()", "sample", "--sampler", "heun:foo=1", *EXACT,
                            "--out", str(tmp_path / "x.npz")], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2
-    assert proc.stderr.strip().splitlines() == ["zoo: sampler 'heun': unknown option 'foo' (options: grid)"]
+    assert proc.stderr.strip().splitlines() == ["zoo: sampler 'heun': unknown option 'foo' (options: grid, final)"]
 
 
 def test_missing_plugins_dir_is_refused(capsys, tmp_path):

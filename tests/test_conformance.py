@@ -195,7 +195,7 @@ class SilentlyAdaptive(Sampler):
 @pytest.mark.parametrize("cls, message", [
     (GlobalNoise, "samples depend on the batch size or on the global RNG"),
     (SilentlyAdaptive, "steps_for ignores the NFE budget: declare `adaptive = True`"),
-    (OverBudget, "with a budget of 1 NFE \\(1 grid steps\\) it evaluated the field 2 times: .*raise min_nfe"),
+    (OverBudget, "with a budget of 2 NFE \\(1 grid steps\\) it evaluated the field 3 times: .*raise min_nfe"),
     (WrongSign, "does not fall"),
     (InPlace, "sample modified its input x in place"),
 ])

@@ -1,9 +1,9 @@
-"""heat, pme and custom give bit-identical samples before and after the law contract owned the
-forward process (issue 13): tests/data/pinned_samples.npz was written by tests/data/make_pinned.py
-on the tree before that change. Bit for bit on the machine that wrote them; another CPU rounds
-float32 kernels differently (measured: up to 2e-7 of the samples' scale after a sampler's steps),
-and the custom law's finer density table (for d = 64) moved its prior by 5e-7: so the check is
-one millionth of each sample set's largest coordinate, far below any change of method (>= 1e-4)."""
+"""heat, pme and custom give the samples in tests/data/pinned_samples.npz, written by
+tests/data/make_pinned.py (issue 13; re-pinned for issue 12's final step and pme's grid end).
+Bit for bit on the machine that wrote them; another CPU rounds float32 kernels differently
+(measured: up to 2e-7 of the samples' scale after a sampler's steps), and the custom law's finer
+density table (for d = 64) moved its prior by 5e-7: so the check is one millionth of each sample
+set's largest coordinate, far below what any change of method moves (>= 1e-4)."""
 from __future__ import annotations
 
 import importlib.util

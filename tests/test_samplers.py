@@ -87,8 +87,10 @@ def test_rk45_error_follows_its_tolerance(problem):
 
 
 @pytest.mark.parametrize("spec, nfe, expected", [
-    ("euler", 17, 17), ("heun", 17, 17), ("heun", 18, 17), ("dpmpp", 17, 17), ("em", 17, 17),
-    ("pc", 18, 18), ("pc:corrector_steps=2", 18, 18),
+    # the final step to t = 0 (heat: heun's trapezoid) costs one NFE of the budget
+    ("euler", 17, 17), ("heun", 17, 16), ("heun", 18, 18), ("dpmpp", 17, 17), ("em", 17, 17),
+    ("pc", 18, 17), ("pc:corrector_steps=2", 18, 16), ("euler:final=none", 17, 17), ("heun:final=none", 17, 17),
+    ("unipc", 17, 17), ("unipc:final=none", 17, 17),
 ])
 def test_counted_nfe_matches_the_budget(problem, spec, nfe, expected):
     sampler = get_registry().create("sampler", spec)
@@ -170,13 +172,14 @@ def test_every_sampler_is_registered_with_a_summary():
     for name in names:
         cls = registry.entry("sampler", name).cls
         assert cls.summary and cls.__doc__ and cls.stochastic == (name in ("em", "pc"))
-    assert not DPMSolverPP().supports(registry.create("law", "pme"))  # blob route: no affine marginals
+    # pme (both routes) states the source-type integrator path; custom states none
+    assert DPMSolverPP().supports(registry.create("law", "pme")) and not DPMSolverPP().supports(registry.create("law", "custom"))
     assert DPMSolverPP().supports(registry.create("law", "pme:route=source")) and DPMSolverPP().supports(Heat())
     assert PredictorCorrector().supports(Heat()) and not PredictorCorrector().supports(registry.create("law", "pme"))
     assert Heun().laws is None
 
 
-@pytest.mark.parametrize("spec", ["euler", "heun", "rk45", "dpmpp:order=3", "em", "pc"])
+@pytest.mark.parametrize("spec", ["euler", "heun", "rk45", "dpmpp:order=3", "unipc", "em", "pc"])
 def test_conformance_suite(spec):
     """The shared sampler contract (shapes incl. images, input untouched, NFE, determinism, convergence)."""
     from zoo.testing.conformance import check_sampler

@@ -98,7 +98,7 @@ def test_build_coerces_options(text, expected):
     ("opt:scale=abc", r"option scale=abc should be float"),
     ("opt:flag=1", r"option flag=1 should be bool"),
     ("opt:mode=slow", r"should be one of fast, exact"),
-    ("opt:speed=1", r"unknown option 'speed' \(options: grid, steps, scale, label, flag, cap, mode\)"),
+    ("opt:speed=1", r"unknown option 'speed' \(options: grid, final, steps, scale, label, flag, cap, mode\)"),
     ("opt:x.npz", r"unexpected value 'x.npz'"),
 ])
 def test_build_errors(text, message):

@@ -311,16 +311,20 @@ def _law_samplers_of(specs: tuple[str, ...], alphas: tuple[float, ...], law_spec
     return tuple(pairs), {twin: tuple(same) for twin, same in stands.items()}  # cached: immutable
 
 
-def _nfe_grid(spec: str, budget: Budget) -> list[int | None]:
-    """The budget's NFE values that give this sampler distinct grids; [None] for an adaptive
-    solver, whose tolerances, not an NFE budget, set its steps (it runs once)."""
-    sampler = get_registry().create("sampler", spec)
+def _nfe_grid(spec: str, budget: Budget, law_spec: str | None = None) -> list[int | None]:
+    """The budget's NFE values that give this sampler distinct grids on the law (default: one
+    without a final step); [None] for an adaptive solver, whose tolerances, not an NFE budget,
+    set its steps (it runs once)."""
+    registry = get_registry()
+    sampler = registry.create("sampler", spec)
     if sampler.adaptive:
         return [None]
+    law = registry.create("law", law_spec) if law_spec is not None else None
+    least = sampler.min_nfe() if law is None else sampler.least_nfe(law)
     seen: dict[int, int] = {}
     for nfe in budget.nfe:
-        if nfe >= sampler.min_nfe():  # below it a sampler cannot take one step
-            seen.setdefault(sampler.steps_for(nfe), nfe)
+        if nfe >= least:  # below it a sampler cannot take one step (and its final step)
+            seen.setdefault(sampler.steps_for(nfe) if law is None else sampler.steps_within(nfe, law), nfe)
     return list(seen.values())
 
 
@@ -381,7 +385,7 @@ def plan(sweep: Sweep) -> list[dict[str, Any]]:
             runs += [(ref_law, net, None, seed) for ref_law, net, seed in references]
             for run_law, net_spec, train_id, seed in runs:
                 for sampler_spec, alpha in samplers:
-                    for nfe in _nfe_grid(sampler_spec, b):
+                    for nfe in _nfe_grid(sampler_spec, b, run_law):
                         samples.append(_job({"kind": "sample", "law": run_law, "network": net_spec,
                                              "dataset": dataset_spec, "seed": seed, "training": train_id,
                                              "sampler": sampler_spec, "alpha": alpha, "nfe": nfe,
@@ -513,7 +517,7 @@ def _run_sample(spec: dict[str, Any], folder: Path, out: Path) -> dict[str, Any]
     evaluated["reference_split"] = spec["reference"]
     return {"nfe": gen.nfe, "metrics": _floats(values),
             "grid": {"kind": sampler.grid, "steps": len(gen.grid) - 1, "T": float(gen.grid[0]),
-                     "t_min": float(gen.grid[-1])},
+                     "t_min": float(gen.grid[-1]), "final": sampler.final_step(law)},
             "evaluation": evaluated, "training_steps": trained.steps_done}
 
 

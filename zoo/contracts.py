@@ -285,14 +285,29 @@ class ReverseProcess:
         return (1.0 + a) * g - self.law.drift(y, tt), torch.sqrt(2.0 * a * ratio.clamp_min(0.0))
 
     def data_prediction(self, y: Tensor, t: float) -> Tensor:
-        """E[x0 | x_t = y] = (y + gain grad p) / alpha_t for a law with affine marginals
-        (:meth:`Law.affine_path`; one NFE): where a final denoising step lands, and what an
-        exponential integrator extrapolates. Raises ZooError for other laws."""
-        path = self.law.affine_path(float(t), y[0].numel())
+        """D = (y + gain grad p) / alpha_t along the law's :meth:`Law.integrator_path` (one NFE):
+        E[x0 | x_t = y] for a law with affine marginals, the centre of the local source-type
+        solution for a nonlinear law; what an exponential integrator extrapolates and where a
+        final step lands. Raises ZooError for a law without such a path."""
+        path = self.law.integrator_path(float(t), y[0].numel())
         if path is None:
-            raise ZooError(f"law {self.law.name!r} has no affine marginals: no data prediction")
+            raise ZooError(f"law {self.law.name!r} states no integrator path: no data prediction")
         a, _, gain = path
         return (y + gain * self.field.grad_p(y, self._times(y, t))) / a
+
+    def finish(self, y: Tensor, t: float, kind: str, prediction: Tensor | None = None) -> Tensor:
+        """The final step from forward time t (the grid's t_min) to t = 0 (one NFE, none when the
+        data prediction D at (y, t) is given). In the scaled variable x/alpha and noise level
+        sigma/alpha every law with an integrator path has the ODE d(x/alpha)/d(sigma/alpha) =
+        (x/alpha - D) / (sigma/alpha). ``denoise``: Euler to sigma = 0, which lands on D (Tweedie's
+        E[x0 | x_t]; the last DDIM step); it shrinks a smooth data law's spread by the factor
+        var / (var + sigma^2) where the flow shrinks it by its square root (std 0.091 for gmm8's
+        0.100 from heat's t_min = 1e-3). ``heun``: the trapezoid, with the ODE's slope at sigma = 0
+        equal to its limit 0 (the slope is -sigma times a score, bounded where the data law has a
+        density): (x/alpha + D) / 2, second order in sigma^2 (gmm8: std 0.100)."""
+        a, _, _ = self.law.integrator_path(float(t), y[0].numel())
+        d = self.data_prediction(y, t) if prediction is None else prediction
+        return d if kind == "denoise" else 0.5 * (y / a + d)
 
 
 class _JointEvaluation(Field):
@@ -407,19 +422,34 @@ class Law(Plugin):
         ve, f = 0 and sigma = t); a sampler must not evaluate the field at t = 0."""
         return None
 
+    def integrator_path(self, t: float, dim: int) -> tuple[float, float, float] | None:
+        """(alpha, sigma, gain) of the path an exponential integrator and the final step treat
+        exactly: the data prediction is D = (x + gain grad p) / alpha and the probability flow is
+        that of x_t = alpha x0 + sigma noise with E[x0 | x] replaced by D (exact when the marginals
+        are affine). Default: :meth:`affine_path`. A nonlinear law may state the path of its
+        source-type solution (pme: the spreading of a point mass), where its field is stiff."""
+        return self.affine_path(t, dim)
+
     def reverse(self, field: Field, alpha: float | Alpha = 0.0) -> ReverseProcess:
         """The reverse process with noise strength alpha >= 0 (a constant or a function of t)."""
         fn = alpha if callable(alpha) else (lambda t, a=float(alpha): a)
         return ReverseProcess(self, field, fn)
 
+    @property
+    def end_time(self) -> float:
+        """Where the sampling grid ends (a final step may then go on to t = 0). Default: t_min."""
+        return self.t_min
+
     def time_grid(self, steps: int, kind: str = "geometric") -> Tensor:
-        """Decreasing forward times (steps + 1,) from T to t_min."""
+        """Decreasing forward times (steps + 1,) from T to :attr:`end_time`."""
         from zoo.grids import time_grid
 
-        return time_grid(self.T, self.t_min, steps, kind)
+        return time_grid(self.T, self.end_time, steps, kind)
 
 
 # --------------------------------------------------------------------------- samplers
+
+FINALS = ("auto", "heun", "denoise", "none")
 
 
 class Noise:
@@ -467,8 +497,38 @@ class Sampler(Plugin):
     order: ClassVar[int | None] = None
 
     alpha: ClassVar[float] = 0.0  # noise strength; stochastic samplers make it an option (a field)
+    takes_final: ClassVar[bool] = False  # sample() takes the final step itself (reusing an evaluation)
 
     grid: str = "geometric"  # time grid kind, see zoo.grids
+    # the step from t_min to t = 0 (ReverseProcess.finish), one NFE out of the budget: ``auto`` (heun
+    # where the law states an integrator path: heat, ve, vp, rf, pme), ``heun``, ``denoise``, ``none``
+    final: str = "auto"
+
+    def __post_init__(self) -> None:
+        if self.final not in FINALS:
+            self.fail(f"final must be one of {', '.join(FINALS)}, got {self.final!r}")
+
+    def final_step(self, law: Law) -> str | None:
+        """The final step this sampler takes on ``law`` ('heun' or 'denoise'), or None."""
+        if self.final == "none" or (self.final == "auto" and law.integrator_path(law.T, 1) is None):
+            return None
+        return "heun" if self.final == "auto" else self.final
+
+    def least_nfe(self, law: Law) -> int:
+        """The smallest budget zoo accepts on ``law``: one step, plus the final step."""
+        return self.min_nfe() + (self.final_step(law) is not None)
+
+    def steps_within(self, nfe: int, law: Law) -> int:
+        """Grid intervals for a budget of ``nfe`` on ``law``, the final step's NFE set aside."""
+        return self.steps_for(nfe - (self.final_step(law) is not None))
+
+    def run(self, process: ReverseProcess, x: Tensor, grid: Tensor, noise: Noise) -> Tensor:
+        """:meth:`sample` along ``grid``, then the final step to t = 0 (what zoo.sampling calls)."""
+        y = self.sample(process, x, grid, noise)
+        kind = self.final_step(process.law)
+        if kind is not None and not self.takes_final:
+            y = process.finish(y, float(grid[-1]), kind)
+        return y
 
     def strength(self, law: Law) -> float | Alpha:
         """alpha for this law: a constant, or a function of forward time t (schedules need law.T)."""
@@ -476,6 +536,11 @@ class Sampler(Plugin):
 
     def unsupported(self, law: Law) -> str | None:
         """Why this sampler cannot reverse ``law`` (one line), or None when it can."""
+        if self.final not in FINALS:
+            return f"sampler {self.name!r}: final must be one of {', '.join(FINALS)}, got {self.final!r}"
+        if self.final in ("heun", "denoise") and law.integrator_path(law.T, 1) is None:
+            return (f"sampler {self.name!r}: final={self.final} needs a law that states an integrator path "
+                    f"(heat, ve, vp, rf, pme); {law.name!r} does not (use final=none)")
         if self.laws is not None and law.name not in self.laws:
             return f"sampler {self.name!r} does not support law {law.name!r} (it supports: {', '.join(self.laws)})"
         if self.stochastic and not law.noise_ready:

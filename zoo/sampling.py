@@ -63,7 +63,7 @@ class BatchInvariant(Field):
 class Generated:
     samples: Tensor  # (n, *shape) float32 on the CPU
     nfe: int  # network evaluations per trajectory, counted
-    grid: Tensor  # the forward-time grid used, (K+1,)
+    grid: Tensor  # the forward-time grid used, (K+1,), then 0 where the sampler took its final step to t = 0
 
 
 def prior_samples(law: Law, shape: tuple[int, ...], seed: int, indices: range) -> Tensor:
@@ -83,15 +83,18 @@ def generate(law: Law, field: Field, sampler: Sampler, *, n: int, nfe: int | Non
         raise ZooError(f"sampler {sampler.name!r} needs an NFE budget")
     if nfe is not None and nfe < 1:
         raise ZooError(f"nfe must be at least 1, got {nfe}")
-    if nfe is not None and not sampler.adaptive and nfe < sampler.min_nfe():
-        raise ZooError(f"sampler {sampler.name!r} needs at least {sampler.min_nfe()} NFE per sample "
-                       f"(one step of it), got {nfe}")
     if batch_size < 1:
         raise ZooError(f"batch size must be at least 1, got {batch_size}")
     if (why := sampler.unsupported(law)) is not None:
         raise ZooError(why)
+    if nfe is not None and not sampler.adaptive and nfe < sampler.least_nfe(law):
+        final = sampler.final_step(law)
+        raise ZooError(f"sampler {sampler.name!r} needs at least {sampler.least_nfe(law)} NFE per sample on law "
+                       f"{law.name!r} ({sampler.min_nfe()} for its steps{f', 1 for its final {final} step' if final else ''}"
+                       f"), got {nfe}")
     device = torch.device(device)
-    grid = law.time_grid(sampler.steps_for(nfe or 1), sampler.grid)  # an adaptive sampler uses only its ends
+    # an adaptive sampler uses only the grid's ends
+    grid = law.time_grid(1 if sampler.adaptive else sampler.steps_within(nfe, law), sampler.grid)
     field = BatchInvariant(field.to(device))
     process = law.reverse(field, sampler.strength(law))
     outputs, counted = [], 0
@@ -101,7 +104,7 @@ def generate(law: Law, field: Field, sampler: Sampler, *, n: int, nfe: int | Non
             x = prior_samples(law, shape, seed, indices).to(device)
             noise = Noise(seed, (2 * i + 1 for i in indices), shape, device=device)
             field.nfe = 0
-            y = sampler.sample(process, x, grid, noise)
+            y = sampler.run(process, x, grid, noise)
             counted = max(counted, field.nfe)
             if nfe is not None and not sampler.adaptive and counted > nfe:
                 raise ZooError(f"sampler {sampler.name!r} spent {counted} NFE per sample, over its budget of {nfe} "
@@ -113,4 +116,6 @@ def generate(law: Law, field: Field, sampler: Sampler, *, n: int, nfe: int | Non
                 on_batch(y.float().cpu())
             else:
                 outputs.append(y.float().cpu())
+    if sampler.final_step(law) is not None:  # record where the samples end: t = 0
+        grid = torch.cat([grid, grid.new_zeros(1)])
     return Generated(torch.cat(outputs) if outputs else torch.empty(0, *shape), counted, grid)

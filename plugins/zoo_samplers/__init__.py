@@ -1,11 +1,12 @@
-"""Built-in samplers: deterministic (euler, heun, rk45, dpmpp) and stochastic (em, pc)."""
+"""Built-in samplers: deterministic (euler, heun, rk45, dpmpp, unipc) and stochastic (em, pc)."""
 import zoo
 from zoo_samplers.dpmpp import DPMSolverPP
 from zoo_samplers.explicit import Euler, Heun
 from zoo_samplers.rk45 import RK45
 from zoo_samplers.stochastic import EulerMaruyama, PredictorCorrector
+from zoo_samplers.unipc import UniPC
 
-SAMPLERS = (Euler, Heun, RK45, DPMSolverPP, EulerMaruyama, PredictorCorrector)
+SAMPLERS = (Euler, Heun, RK45, DPMSolverPP, UniPC, EulerMaruyama, PredictorCorrector)
 
 
 @zoo.hookimpl

@@ -16,6 +16,7 @@ class GridSampler(Sampler):
     """A sampler stepping along the decreasing forward-time grid (T = t_0 > ... > t_K = t_min)."""
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         if self.grid not in GRIDS:
             self.fail(f"grid must be one of {', '.join(GRIDS)}, got {self.grid!r}")
 

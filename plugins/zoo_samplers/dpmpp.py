@@ -42,13 +42,13 @@ class DPMSolverPP(GridSampler):
             self.fail(f"order must be 2 or 3, got {self.order}")
 
     def unsupported(self, law: Law) -> str | None:
-        if law.affine_path(law.T, 1) is None:
-            return (f"sampler {self.name!r} does not support law {law.name!r} here: it needs marginals "
-                    "x_t = alpha x0 + sigma noise (heat, ve, vp, rf, pme:route=source)")
+        if law.integrator_path(law.T, 1) is None:
+            return (f"sampler {self.name!r} does not support law {law.name!r} here: it needs a law that states "
+                    "an integrator path (heat, ve, vp, rf, pme)")
         return super().unsupported(law)
 
     def sample(self, process: ReverseProcess, x: Tensor, grid: Tensor, noise: Noise) -> Tensor:
-        path = functools.lru_cache(maxsize=None)(lambda s, dim=x[0].numel(): process.law.affine_path(s, dim))
+        path = functools.lru_cache(maxsize=None)(lambda s, dim=x[0].numel(): process.law.integrator_path(s, dim))
         lams: list[float] = []  # lambda at the times of the stored predictions, newest last
         preds: list[Tensor] = []  # x0_hat, newest last
         for t, t_next, _ in intervals(grid):  # each node's path is read once: as t_next, then as t

@@ -49,7 +49,7 @@ class EulerMaruyama(GridSampler):
 
     def deterministic_twin(self) -> str | None:
         # alpha = 0: the drift is the probability-flow drift and the noise is zero, step for step
-        return Euler(grid=self.grid).spec if self.alpha == 0 else None
+        return Euler(grid=self.grid, final=self.final).spec if self.alpha == 0 else None
 
     def strength(self, law: Law) -> float | Alpha:
         if self.schedule == "const":

@@ -375,12 +375,17 @@ def _default_law_for(sampler: Sampler) -> Law:
                          f"(laws={sampler.laws}); pass law=")
 
 
-def _run(sampler: Sampler, law: Law, field: Field, x: Tensor, nfe: int, seed: int) -> tuple[Tensor, int]:
+def _run(sampler: Sampler, law: Law, field: Field, x: Tensor, nfe: int, seed: int,
+         final: bool = True) -> tuple[Tensor, int]:
+    """The sampler's samples and evaluations as zoo.sampling runs it; ``final=False``: stopping at
+    t_min, without the final step (convergence is measured against a solution to t_min)."""
+    if not final:
+        sampler = dataclasses.replace(sampler, final="none")
     tally = _Tally(field)
-    grid = law.time_grid(sampler.steps_for(nfe), sampler.grid)
+    grid = law.time_grid(sampler.steps_within(nfe, law), sampler.grid)
     noise = Noise(seed, range(1, 2 * x.shape[0], 2), tuple(x.shape[1:]), device=x.device)
     with torch.no_grad():
-        y = sampler.sample(law.reverse(tally, sampler.strength(law)), x, grid, noise)
+        y = sampler.run(law.reverse(tally, sampler.strength(law)), x, grid, noise)
     return y, tally.calls
 
 
@@ -403,15 +408,18 @@ def check_sampler(sampler: Any, *, law: Any = None, seed: int = 0,
 
     least = who.call("min_nfe", sampler.min_nfe)
     who.ensure(isinstance(least, int) and least >= 1, f"min_nfe() must return an int >= 1, got {least!r}")
+    report["min_nfe"] = least
+    least = sampler.least_nfe(law)  # and the final step's NFE
+    report["least_nfe"] = least
     budgets = tuple(k for k in (1, 2, 3, 4, 8, 16, 32, 64) if k >= least)
-    steps = [who.call("steps_for", sampler.steps_for, k) for k in budgets]
+    steps = [who.call("steps_for", sampler.steps_within, k, law) for k in budgets]
     who.ensure(all(isinstance(s, int) and s >= 1 for s in steps), f"steps_for must return ints >= 1, got {steps}")
     who.ensure(steps == sorted(steps), f"steps_for must not decrease as the budget grows: {dict(zip(budgets, steps))}")
     adaptive = bool(sampler.adaptive)  # it chooses its own steps; the budget only fixes a starting grid
     who.ensure(adaptive or len(set(steps)) > 1,
                "steps_for ignores the NFE budget: declare `adaptive = True` if the sampler chooses its own steps")
     report["adaptive"] = adaptive
-    report["min_nfe"] = least
+    base = max(8, least)  # the budget of the shape, NFE and determinism checks
 
     if sampler.stochastic and exact_problem(law, 2)[0] is None:  # noise needs the law's own pressure
         raise AssertionError(f"{who.label}: law {law.name!r} has no exact field for a Gaussian or "
@@ -420,15 +428,15 @@ def check_sampler(sampler: Any, *, law: Any = None, seed: int = 0,
         exact = _field_for(law, math.prod(shape))
         x = _prior(law, 12, shape, seed)
         before = x.clone()
-        y, calls = who.call("sample", _run, sampler, law, exact, x, 8, seed)
+        y, calls = who.call("sample", _run, sampler, law, exact, x, base, seed)
         who.ensure(isinstance(y, Tensor) and _shape(y) == _shape(x),
                    f"sample must return x's shape {_shape(x)}, got {getattr(y, 'shape', y)}")
         who.ensure(y.dtype == x.dtype and y.device == x.device, "sample must keep x's dtype and device")
         who.ensure(_finite(y), "non-finite samples on an exact field")
         who.ensure(torch.equal(x, before), "sample modified its input x in place")
         if not adaptive:  # every budget zoo accepts, down to min_nfe: within it, and one NFE per step at least
-            for budget in (*[b for b in budgets if b < 8], 8):
-                k = sampler.steps_for(budget)
+            for budget in (*[b for b in budgets if b < base], base):
+                k = sampler.steps_within(budget, law)
                 _, calls = who.call("sample", _run, sampler, law, exact, x[:4], budget, seed)
                 who.ensure(k <= calls <= budget, f"with a budget of {budget} NFE ({k} grid steps) it evaluated the "
                                                  f"field {calls} times: expected between {k} and {budget}"
@@ -436,14 +444,14 @@ def check_sampler(sampler: Any, *, law: Any = None, seed: int = 0,
 
         # determinism: same seed, other global RNG state, other batch size
         torch.manual_seed(1)
-        a = generate(law, _Tally(exact), sampler, n=12, nfe=8, shape=shape, seed=seed, batch_size=12)
+        a = generate(law, _Tally(exact), sampler, n=12, nfe=base, shape=shape, seed=seed, batch_size=12)
         torch.manual_seed(2)
         tally = _Tally(exact)
-        b = generate(law, tally, sampler, n=12, nfe=8, shape=shape, seed=seed, batch_size=5)
+        b = generate(law, tally, sampler, n=12, nfe=base, shape=shape, seed=seed, batch_size=5)
         who.ensure(torch.allclose(a.samples, b.samples, atol=1e-5, rtol=1e-5),
                    "samples depend on the batch size or on the global RNG: draw noise only from `noise`")
         who.ensure(b.nfe == calls, f"zoo.sampling counted {b.nfe} NFE, the field was evaluated {calls} times per batch")
-        c = generate(law, _Tally(exact), sampler, n=12, nfe=8, shape=shape, seed=seed + 1, batch_size=12)
+        c = generate(law, _Tally(exact), sampler, n=12, nfe=base, shape=shape, seed=seed + 1, batch_size=12)
         if sampler.stochastic:
             who.ensure(not torch.equal(a.samples, c.samples), "a stochastic sampler gave the same samples for two seeds")
 
@@ -459,8 +467,10 @@ def _convergence(sampler: Sampler, law: Law, who: _Who, seed: int, nfes: tuple[i
         scale = ref.square().mean().sqrt().item()
         errors = []
         nfes = nfes[-1:] if adaptive else nfes  # an adaptive sampler picks its own steps: one run
+        while not adaptive and nfes[0] < sampler.min_nfe():  # the sweep starts where the sampler accepts a budget
+            nfes = tuple(2 * k for k in nfes)
         for nfe in nfes:
-            y, _ = _run(sampler, law, exact, x, nfe, seed)
+            y, _ = _run(sampler, law, exact, x, nfe, seed, final=False)
             errors.append((y.double() - ref).square().mean().sqrt().item() / scale)
             if len(errors) > 1 and errors[-1] < 1e-7:
                 break  # at round-off: nothing left to halve
@@ -486,7 +496,7 @@ def _convergence(sampler: Sampler, law: Law, who: _Who, seed: int, nfes: tuple[i
     low, high = nfes[0], nfes[-1]
     errors = {}
     for nfe in (low, high):
-        y, _ = _run(sampler, law, exact, x, nfe, seed)
+        y, _ = _run(sampler, law, exact, x, nfe, seed, final=False)
         errors[nfe] = abs(y.double().square().sum(1).mean().item() / want - 1)
     report = {"m2_errors": errors, "noise_floor": noise_floor}
     who.ensure(errors[high] < errors[low] or errors[low] < noise_floor,
@@ -522,7 +532,7 @@ def _declared_order(sampler: Sampler, law: Law, who: _Who, seed: int, nfes: list
         if order >= claimed - ORDER_SLACK or nfes[-1] * 2 > ORDER_MAX_NFE:
             break
         nfes.append(nfes[-1] * 2)
-        y, _ = _run(sampler, law, exact, x, nfes[-1], seed)
+        y, _ = _run(sampler, law, exact, x, nfes[-1], seed, final=False)
         errors.append((y.double() - ref).square().mean().sqrt().item() / scale)
     who.ensure(order >= claimed - ORDER_SLACK,
                f"declares order {claimed} but converges at order {order:.2f} on an exact field (errors: "
