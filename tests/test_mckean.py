@@ -134,6 +134,6 @@ def test_trained_on_the_mckean_route_every_sampler_runs(tmp_path):
              "--steps", "20", "--out", str(out)])
     for sampler in ("heun", "em:alpha=1"):
         target = tmp_path / f"{sampler[:2]}.npz"
-        run_cli(["sample", "--checkpoint", str(out), "--sampler", sampler, "--nfe", "8", "--n", "50", "--out", str(target)])
+        run_cli(["sample", "--checkpoint", str(out), "--sampler", sampler, "--nfe", "12", "--n", "50", "--out", str(target)])
         samples = np.load(target)["samples"]
         assert samples.shape == (50, 8) and np.isfinite(samples).all()

@@ -294,7 +294,7 @@ class ParticleLaw(Law):
     particles: int | None = None
     stages: int = 8
     neighbours: int = 5
-    hold: float = 0.1
+    hold: float = 0.5
 
     def __post_init__(self) -> None:
         super().__post_init__()

@@ -25,7 +25,6 @@ from zoo.errors import ZooError
 from zoo.particles import ParticleLaw
 from zoo_laws.streaming import softmax_sums
 
-SAMPLE_END = 1e-5  # where pme's sampling grid ends by default (PME.end_time)
 TARGETS = ("eps", "v")
 
 
@@ -198,6 +197,9 @@ class PME(ParticleLaw):
     name: ClassVar[str] = "pme"
     summary: ClassVar[str] = "porous medium law (Barenblatt prior), learned on the blob particle flow"
 
+    # from h0 = 0.3 the exact flow has spread E|x|^2 by 22 % at t = 1e-3 and 0.04 % at 1e-5
+    # (benchmarks/sampler_end_points.md): pme learns and samples down to 1e-5
+    t_min: float = 1e-5
     m: float | None = None
     target: str | None = None
 
@@ -219,6 +221,7 @@ class PME(ParticleLaw):
 
     @classmethod
     def upgrade(cls, options: dict[str, Any]) -> dict[str, Any]:
+        options.setdefault("t_min", 1e-3)  # the default before 1e-5
         if options.get("route") == "source":
             options.setdefault("target", "eps")  # stored before target existed: noise prediction
         return super().upgrade(options)
@@ -227,15 +230,6 @@ class PME(ParticleLaw):
         """Source route: x_t = e^-t x0 + b(t) sigma eps; grad p = -b^(1-lambda) sigma E[eps | x], so
         E[x0 | x] = (x + b^lambda grad p) / e^-t. The blob route's marginals are not affine: None."""
         return self.integrator_path(t, dim) if self.route == "source" else None
-
-    @property
-    def end_time(self) -> float:
-        """Sampling ends at 1e-5 for the default t_min (1e-3, where training stops), else at t_min:
-        from h0 = 0.3 the exact flow has spread E|x|^2 by 22 % at t = 1e-3 and 0.04 % at 1e-5
-        (``benchmarks/sampler_end_points.md``); a learned field is evaluated below its training range
-        there, where dpmpp's source-type step damps it by b^lambda."""
-        default = type(self).__dataclass_fields__["t_min"].default
-        return min(self.t_min, SAMPLE_END) if self.t_min == default else self.t_min
 
     def integrator_path(self, t: float, dim: int) -> tuple[float, float, float]:
         """Both routes: the source route's path, the PME's spreading of a point mass (MATH.md
