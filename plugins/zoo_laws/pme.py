@@ -197,9 +197,6 @@ class PME(ParticleLaw):
     name: ClassVar[str] = "pme"
     summary: ClassVar[str] = "porous medium law (Barenblatt prior), learned on the blob particle flow"
 
-    # from h0 = 0.3 the exact flow has spread E|x|^2 by 22 % at t = 1e-3 and 0.04 % at 1e-5
-    # (benchmarks/sampler_end_points.md): pme learns and samples down to 1e-5
-    t_min: float = 1e-5
     m: float | None = None
     target: str | None = None
 
@@ -221,7 +218,6 @@ class PME(ParticleLaw):
 
     @classmethod
     def upgrade(cls, options: dict[str, Any]) -> dict[str, Any]:
-        options.setdefault("t_min", 1e-3)  # the default before 1e-5
         if options.get("route") == "source":
             options.setdefault("target", "eps")  # stored before target existed: noise prediction
         return super().upgrade(options)
