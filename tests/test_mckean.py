@@ -137,3 +137,12 @@ def test_trained_on_the_mckean_route_every_sampler_runs(tmp_path):
         run_cli(["sample", "--checkpoint", str(out), "--sampler", sampler, "--nfe", "12", "--n", "50", "--out", str(target)])
         samples = np.load(target)["samples"]
         assert samples.shape == (50, 8) and np.isfinite(samples).all()
+
+
+def test_forward_refuses_a_route_without_particles_in_one_line(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["forward", "--law", "pme:route=source", "--dataset", "barenblatt:dim=4:n_train=50", "--out",
+              str(tmp_path / "f.npz")])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert err == "zoo: law 'pme' on route source has no particle flow (use route=blob or route=mckean)"

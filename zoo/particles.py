@@ -297,7 +297,11 @@ class ParticleLaw(Law):
     (1 thread, mlp, 1500 steps): 500 particles record in ~1 s and sample as well as 2000.
 
     Mckean only: ``neighbours`` (k of the kNN density) and ``hold`` in (0, 1], how far back the
-    snapshot of a training step lies (module docstring; 0.1 measured best on digits).
+    snapshot of a training step lies (module docstring). Default 0.5: the regression target's
+    conditional mean is then within 2.5 % of the exact relaxing Barenblatt's grad p at every t
+    (d = 8 and 64; 0.1: up to 23 % off), at twice plain denoising's target variance (1: unbounded).
+    On data made of separate points (digits) 0.1 measured better (FID 1.78 against 2.28 at 20
+    NFE, one seed): the short steps of 0.5 regress on the N particles' own noise.
     """
 
     route: str = "auto"
