@@ -4,7 +4,7 @@ from __future__ import annotations
 import multiprocessing
 import os
 import signal
-import sys
+import threading
 import time
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
@@ -28,18 +28,16 @@ def _init_worker(threads: int, owner: int) -> None:
 
 def _die_with(owner: int) -> None:
     """A bench killed by SIGTERM or SIGKILL cannot stop its workers; without this they went on
-    running (and writing into the sweep folder) as orphans. Linux only: the kernel sends SIGTERM
-    when the parent ends; what a job finished is already on disk (atomic files, checkpoints)."""
-    if not sys.platform.startswith("linux"):
-        return
-    import ctypes
-
-    try:
-        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM, 0, 0, 0)  # PR_SET_PDEATHSIG
-    except (OSError, AttributeError):
-        return
-    if os.getppid() != owner:  # the owner ended before the request took effect
+    running (and writing into the sweep folder) as orphans. A daemon thread checks once a second
+    that the owner is still the parent and ends the worker when it is not (what a job finished is
+    already on disk: atomic files, checkpoints). Not PR_SET_PDEATHSIG: that fires when the
+    *thread* that started the worker ends, which killed a bench's workers mid-run."""
+    def watch() -> None:
+        while os.getppid() == owner:
+            time.sleep(1.0)
         os._exit(1)
+
+    threading.Thread(target=watch, name="zoo-owner-watch", daemon=True).start()
 
 
 def _call(fn: Callable[[dict], dict], job: dict) -> dict:
