@@ -33,7 +33,7 @@ def main() -> None:
         if value is not None:
             cells[key + (r["nfe_budget"],)].append(value)
         flagged[key] += memorising(r["metrics"])
-    print(f"| law | sampler | alpha | " + " | ".join(f"{args.metric} @{b} NFE" for b in budgets) + " | rows flagged MEMORISING |")
+    print("| law | sampler | alpha | " + " | ".join(f"{args.metric} @{b} NFE" for b in budgets) + " | rows flagged MEMORISING |")
     print("|---|---|---|" + "---|" * len(budgets) + "---|")
     for key in sorted(flagged):
         law, sampler, alpha = key
