@@ -227,5 +227,5 @@ def test_zoo_forward_defaults_to_the_laws_particles_and_says_so(capsys, tmp_path
     code, _, err = run(capsys, "forward", "--law", "pme:m=2", "--dataset", "barenblatt:m=2:n_train=600",
                        "--t-end", "0.02", "--snapshots", "2", "--out", str(tmp_path / "flow.npz"))
     assert code == 0, err
-    assert err.startswith("forward flow of pme: 500 particles (of 600 train points; --n sets it, the cost grows as n^2)")
+    assert err.startswith("forward flow of pme (route blob): 500 particles (of 600 train points; --n sets it, the cost grows as n^2)")
     assert np.load(tmp_path / "flow.npz")["positions"].shape == (2, 500, 2)

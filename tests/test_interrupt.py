@@ -23,7 +23,7 @@ import torch
 LIMIT = 5.0  # seconds from SIGINT to exit
 
 SUITE = """[overrides]
-steps = 200
+steps = 2000  # long enough that an idle machine is still training when Ctrl-C comes
 batch_size = 64
 checkpoint_every = 100000
 n = 600
@@ -120,9 +120,9 @@ def test_ctrl_c_at_three_stages_then_resume(tmp_path: Path) -> None:
     time.sleep(0.3)
     seconds, err = _interrupt(proc, group=True)
     assert proc.returncode == 130 and seconds < LIMIT, (seconds, err)
-    assert "interrupted: saving checkpoint at step" in err and "the same command with --resume continues" in err
+    assert "interrupted: saving checkpoint at step" in err and "the same command with --resume continues" in err, err
     step = torch.load(out / "runs" / train / "checkpoint.pt", weights_only=True)["step"]
-    assert 0 < step < 200  # checkpoint_every is larger than the run: only Ctrl-C saved it
+    assert 0 < step < 2000  # checkpoint_every is larger than the run: only Ctrl-C saved it
     assert len(json.loads((out / "floors.json").read_text())) == 1  # the floors finished before: kept
 
     # 2. sampling, `kill -INT` of the bench alone, after the first row finished
@@ -134,7 +134,7 @@ def test_ctrl_c_at_three_stages_then_resume(tmp_path: Path) -> None:
     stamps = {r["run"]: (out / "runs" / r["run"] / "samples.npz").stat().st_mtime_ns for r in _ok_rows(out)}
     assert stamps
     trained = torch.load(out / "runs" / train / "checkpoint.pt", weights_only=True)
-    assert trained["step"] == 200 and len(trained["losses"]) == 200  # resumed from the Ctrl-C checkpoint
+    assert trained["step"] == 2000 and len(trained["losses"]) == 2000  # resumed from the Ctrl-C checkpoint
 
     # 3. metrics
     proc = _start([*args, "--resume"])
@@ -151,6 +151,6 @@ def test_ctrl_c_at_three_stages_then_resume(tmp_path: Path) -> None:
     status = {(r["network"].split(":")[0], r["sampler"].split(":")[0]): r["status"] for r in rows}
     assert status == {(net, sampler): "ok" if sampler == "euler" else "failed"
                       for net in ("mlp", "exact", "empirical") for sampler in ("euler", "overspends")}
-    assert all("spent 225 NFE per sample, over its budget of 150" in r["error"] for r in rows if r["status"] != "ok")
+    assert all("spent 223 NFE per sample, over its budget of 150" in r["error"] for r in rows if r["status"] != "ok"), rows
     assert {run: (out / "runs" / run / "samples.npz").stat().st_mtime_ns for run in stamps} == stamps
-    assert torch.load(out / "runs" / train / "checkpoint.pt", weights_only=True)["step"] == 200
+    assert torch.load(out / "runs" / train / "checkpoint.pt", weights_only=True)["step"] == 2000

@@ -155,7 +155,7 @@ def test_source_route_of_a_point_mass_is_the_relaxing_barenblatt(target):
         assert torch.allclose(field.grad_p(x, ts), -h ** (-lam) * x, rtol=1e-4)
     out = generate(law, field, get_registry().create("sampler", "heun:final=none"), n=200, nfe=200, shape=(d,), seed=2)
     ratio = float(out.samples.norm(dim=1).mean() / barenblatt_sample(200, d, m, seeded_generator(9)).norm(dim=1).mean())
-    b = source_scale(torch.tensor([law.end_time, law.T], dtype=torch.float64), lam)
+    b = source_scale(torch.tensor([law.t_min, law.T], dtype=torch.float64), lam)
     assert ratio == pytest.approx(float(b[0] / b[1]), rel=0.1)
 
 
@@ -200,7 +200,7 @@ def test_route_option_is_checked_and_source_route_conforms():
 
     report = check_law("pme:route=source:m=2")  # raises on any breach of the law contract
     assert "refused" in report["pressure_ratio"]  # no pressure: deterministic samplers only
-    with pytest.raises(ZooError, match="route must be one of blob, source"):
+    with pytest.raises(ZooError, match="route must be one of auto, blob, mckean, source"):
         get_registry().create("law", "pme:route=dsm")
     assert get_registry().create("law", "pme:route=source").target == "v"
     check_law("pme:route=source:m=2:target=eps")
@@ -256,11 +256,11 @@ def test_dpmpp_reverses_the_source_route_exactly_for_one_point():
     law = registry.create("law", "pme:m=2:route=source:T=2:t_min=0.05")
     y = torch.tensor([[0.7, -0.4]])
     lam, _ = law.source_constants(2)
-    b = source_scale(torch.tensor([law.end_time, law.T], dtype=torch.float64), lam)
+    b = source_scale(torch.tensor([law.t_min, law.T], dtype=torch.float64), lam)
     prior = prior_samples(law, (2,), 4, range(50))  # the x_T that generate() draws for seed 4
     for spec in ("dpmpp:final=none", "dpmpp:order=3:final=none"):  # to t_min
         out = generate(law, source_points_field(law, y), registry.create("sampler", spec), n=50, nfe=5, shape=(2,), seed=4)
-        exact = math.exp(-law.end_time) * y + float(b[0] / b[1]) * (prior.double() - math.exp(-law.T) * y)
+        exact = math.exp(-law.t_min) * y + float(b[0] / b[1]) * (prior.double() - math.exp(-law.T) * y)
         assert torch.allclose(out.samples.double(), exact, atol=1e-5), spec
 
 

@@ -28,7 +28,7 @@ from zoo.report import (board, labels, load, memorising, ranked, samples_figure,
                         write_report)
 
 HEAT, HEAT_REF = "heat:T=5.0:t_min=0.001", "heat:T=5.0:t_min=1e-07"
-PME = "pme:T=5.0:t_min=0.001:m=2.0:route=blob"
+PME = "pme:T=5.0:t_min=0.001:m=2.0:route=auto"
 PME_LABEL = "pme:m=2.0"  # m is set away from its default (1 + 2/d): the label keeps it
 ENERGY_FLOOR = 0.001
 
@@ -89,7 +89,7 @@ def results(tmp_path: Path) -> Path:
     return _folder(tmp_path / "bench", _rows())
 
 
-LONG_PME = "pme:m=2.0:route=blob:particles=2000:records=128:stages=16:cfl=0.25"
+LONG_PME = "pme:m=2.0:route=auto:particles=2000:records=128:stages=16:cfl=0.25"
 
 
 @pytest.fixture(scope="module")
@@ -181,9 +181,9 @@ def test_memorising_rule() -> None:
 
 
 def test_labels_show_the_options_that_differ_or_leave_the_default() -> None:
-    names = labels({HEAT, HEAT_REF, "pme:m=2.0:route=blob"}, "law")
+    names = labels({HEAT, HEAT_REF, "pme:m=2.0:route=auto"}, "law")
     assert names[HEAT] == "heat:t_min=0.001" and names[HEAT_REF] == "heat:t_min=1e-07"
-    assert names["pme:m=2.0:route=blob"] == "pme:m=2.0"  # m's default is none (1 + 2/d), route's is blob
+    assert names["pme:m=2.0:route=auto"] == "pme:m=2.0"  # m's default is none (1 + 2/d), route's is auto
     # an option every row sets away from its default stays visible: these are not DSM heat rows
     assert labels({"heat:T=5.0:route=blob"}, "law")["heat:T=5.0:route=blob"] == "heat:route=blob"
     samplers = labels({"em:alpha=0.5:schedule=const", "em:alpha=1.0:schedule=const"}, "sampler")

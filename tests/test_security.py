@@ -244,7 +244,7 @@ class Gated(Executor):
 
 
 def test_two_benches_started_together_on_one_folder_one_runs(tmp_path, capsys):
-    b = budget("smoke").replace(n=20, nfe=[1])
+    b = budget("smoke").replace(n=20, nfe=[2])
     sweep = make_sweep(["heat", "exact", "euler", "distances"], ["gmm8:n_train=200:n_test=100"], b)
     out = tmp_path / "out"
     Gated.entered, Gated.release = threading.Event(), threading.Event()
@@ -366,13 +366,13 @@ def test_large_n_is_written_batch_by_batch_with_the_same_samples(tmp_path, capsy
     from zoo.training import untrained
 
     common_args = ["sample", "--law", "heat", "--network", "exact", "--dataset", "gmm8", "--sampler", "heun",
-                   "--nfe", 3, "--n", 50, "--device", "cpu"]
+                   "--nfe", 12, "--n", 50, "--device", "cpu"]
     assert zoo_cli(capsys, *common_args, "--batch-size", 16, "--out", tmp_path / "a.npz")[0] == 0
     trained = untrained("heat", "exact", "gmm8", "cpu")
     batches = []
-    whole = generate(trained.law, trained.field, get_registry().create("sampler", "heun"), n=50, nfe=3, shape=(2,),
+    whole = generate(trained.law, trained.field, get_registry().create("sampler", "heun"), n=50, nfe=12, shape=(2,),
                      batch_size=16)
-    streamed = generate(trained.law, trained.field, get_registry().create("sampler", "heun"), n=50, nfe=3,
+    streamed = generate(trained.law, trained.field, get_registry().create("sampler", "heun"), n=50, nfe=12,
                         shape=(2,), batch_size=16, on_batch=batches.append)
     assert [len(b) for b in batches] == [16, 16, 16, 2] and len(streamed.samples) == 0
     assert torch.equal(torch.cat(batches), whole.samples) and streamed.nfe == whole.nfe

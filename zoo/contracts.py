@@ -367,6 +367,11 @@ class Law(Plugin):
         Heat returns ``{"x0": data}``; nonlinear laws record the blob particle flow."""
         return {"x0": data}
 
+    def model(self, ctx: "BuildContext", network: "Network") -> nn.Module:
+        """The module training optimises: by default the network built for ``ctx``. A law that
+        learns more than the field (a second, small network) wraps the network here."""
+        return network.build(ctx)
+
     def loss(self, network: nn.Module, batch: dict[str, Tensor], generator: torch.Generator) -> Tensor:
         """Scalar training loss of a learned network on one minibatch."""
         raise NotImplementedError
@@ -430,16 +435,11 @@ class Law(Plugin):
         fn = alpha if callable(alpha) else (lambda t, a=float(alpha): a)
         return ReverseProcess(self, field, fn)
 
-    @property
-    def end_time(self) -> float:
-        """Where the sampling grid ends (a final step may then go on to t = 0). Default: t_min."""
-        return self.t_min
-
     def time_grid(self, steps: int, kind: str = "geometric") -> Tensor:
-        """Decreasing forward times (steps + 1,) from T to :attr:`end_time`."""
+        """Decreasing forward times (steps + 1,) from T to t_min (a final step may then go on to t = 0)."""
         from zoo.grids import time_grid
 
-        return time_grid(self.T, self.end_time, steps, kind)
+        return time_grid(self.T, self.t_min, steps, kind)
 
 
 # --------------------------------------------------------------------------- samplers

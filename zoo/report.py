@@ -33,12 +33,15 @@ import math
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from zoo.errors import ZooError
 from zoo.io import writable_dir, write_text
+
+if TYPE_CHECKING:
+    from zoo.spec import Spec
 
 PRIMARY = ("fid", "energy", "w2", "sliced_w2", "mmd2")  # the first present ranks a data set
 SECONDARY = {  # shown beside the primary metric, by primary metric

@@ -129,7 +129,7 @@ def _build_module(config: TrainConfig, law: Law, network: Network, dataset: Data
     ctx = BuildContext(shape=tuple(dataset.shape), output=law.network_output, law=law, dataset=dataset)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(config.seed)
-        module = network.build(ctx)
+        module = law.model(ctx, network)
     if not isinstance(module, nn.Module):
         raise ZooError(f"network {network.name!r}: build() returned {type(module).__name__}, not an nn.Module")
     return module

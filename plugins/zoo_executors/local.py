@@ -4,6 +4,7 @@ from __future__ import annotations
 import multiprocessing
 import os
 import signal
+import threading
 import time
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
@@ -17,11 +18,26 @@ INTERRUPTED = 130  # a worker's exit status after Ctrl-C
 GRACE = 3.0  # seconds an interrupted worker gets to save what it is doing (a training checkpoint)
 
 
-def _init_worker(threads: int) -> None:
+def _init_worker(threads: int, owner: int) -> None:
     import torch
 
     torch.set_num_threads(threads)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # idle workers ignore Ctrl-C; the pool's owner ends them
+    _die_with(owner)
+
+
+def _die_with(owner: int) -> None:
+    """A bench killed by SIGTERM or SIGKILL cannot stop its workers; without this they went on
+    running (and writing into the sweep folder) as orphans. A daemon thread checks once a second
+    that the owner is still the parent and ends the worker when it is not (what a job finished is
+    already on disk: atomic files, checkpoints). Not PR_SET_PDEATHSIG: that fires when the
+    *thread* that started the worker ends, which killed a bench's workers mid-run."""
+    def watch() -> None:
+        while os.getppid() == owner:
+            time.sleep(1.0)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="zoo-owner-watch", daemon=True).start()
 
 
 def _call(fn: Callable[[dict], dict], job: dict) -> dict:
@@ -96,7 +112,7 @@ class Local(Executor):
         """Run jobs in a fresh pool; returns the jobs left to rerun after a worker died."""
         size = min(self.size, len(jobs))
         context = multiprocessing.get_context(self.start_method)
-        pool = ProcessPoolExecutor(size, mp_context=context, initializer=_init_worker, initargs=(self.threads,))
+        pool = ProcessPoolExecutor(size, mp_context=context, initializer=_init_worker, initargs=(self.threads, os.getpid()))
         stopped = False
         try:
             order: dict[Future, int] = {pool.submit(_call, fn, job): i for i, job in enumerate(jobs)}

@@ -31,14 +31,20 @@ PROFILES = {
     # P = rho + rho^2: heat-like where rho is small, PME (m = 2) where rho is large
     "heat-pme": "rho*log(rho) + rho**2",
 }
-LOG_RHO = (-60.0, 30.0)  # densities considered: exp(-60) counts as the edge of the support
+LOG_RHO = (-500.0, 60.0)  # densities considered (a Gaussian in d = 64 has log rho ~ -91 at its typical radius)
+
+
+def edge_log_rho(dim: int) -> float:
+    """log rho that counts as the edge of the stationary state's support in dimension ``dim``:
+    far below the typical log density (about -1.4 d for heat) and within the table."""
+    return max(LOG_RHO[0], -60.0 - 2.0 * dim)
 CHECK = torch.logspace(-8, 4, 241, dtype=torch.float64)  # where F is checked for convexity
 
 
 @dataclass(frozen=True)
 class Custom(ParticleLaw):
     """Nonlinear diffusion for a convex F given by ``F`` (a formula in rho or a named profile:
-    heat, pme2, heat-pme). Other options as for pme (network output, width, eps, records, cfl, particles, stages)."""
+    heat, pme2, heat-pme). Other options as for pme (route, network output, particles, records; blob: width, eps, cfl, stages; mckean: neighbours, hold)."""
 
     name: ClassVar[str] = "custom"
     summary: ClassVar[str] = "nonlinear diffusion for any convex F(rho) (formula or Python subclass)"
@@ -105,9 +111,22 @@ class Custom(ParticleLaw):
     @functools.cached_property
     def _pressure_table(self) -> tuple[np.ndarray, np.ndarray]:
         """(p, log rho) on a fine log-density grid: F' increases, so p -> log rho interpolates."""
-        log_rho = np.linspace(*LOG_RHO, 36001)
+        log_rho = np.linspace(*LOG_RHO, 200001)
         p = self.df(torch.from_numpy(np.exp(log_rho))).detach().numpy()
         return np.maximum.accumulate(p), log_rho
+
+    @functools.cached_property
+    def _noise_table(self) -> tuple[np.ndarray, np.ndarray]:
+        """(log D, log rho), D = P(rho)/rho, on the same grid (for the mckean level network)."""
+        log_rho = self._pressure_table[1]
+        log_noise = self.log_weight(torch.from_numpy(log_rho)).numpy() + log_rho
+        return np.maximum.accumulate(log_noise), log_rho
+
+    def pressure_of_noise(self, log_noise: Tensor, dim: int) -> Tensor:
+        """p = F'(rho) at the rho whose D = P(rho)/rho is exp(log_noise) (D increases with rho)."""
+        table_noise, table_log_rho = self._noise_table
+        log_rho = np.interp(log_noise.detach().double().cpu().numpy(), table_noise, table_log_rho)
+        return self.df(torch.from_numpy(np.exp(log_rho))).to(log_noise.device)
 
     def density_of_pressure(self, p: Tensor) -> Tensor:
         """log rho (n,) float64 solving F'(rho) = p (n,), clamped to LOG_RHO."""
@@ -162,7 +181,7 @@ class Stationary:
 @functools.lru_cache(maxsize=32)
 def _stationary(law: Custom, dim: int, grid: int = 4001) -> Stationary:
     """p(rho_inf(r)) + r^2/2 = C; C from log mass(C) = 0 by Brent's method (MATH.md section 2)."""
-    p_edge = float(law._pressure_table[0][0])
+    p_edge = float(law.df(torch.tensor(math.exp(edge_log_rho(dim)), dtype=torch.float64)))
     log_sphere = math.log(2.0) + dim / 2 * math.log(math.pi) - gammaln(dim / 2)
 
     def profile(C: float) -> tuple[np.ndarray, np.ndarray]:

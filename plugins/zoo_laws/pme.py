@@ -25,8 +25,6 @@ from zoo.errors import ZooError
 from zoo.particles import ParticleLaw
 from zoo_laws.streaming import softmax_sums
 
-ROUTES = ("blob", "source")
-SAMPLE_END = 1e-5  # where pme's sampling grid ends by default (PME.end_time)
 TARGETS = ("eps", "v")
 
 
@@ -200,42 +198,34 @@ class PME(ParticleLaw):
     summary: ClassVar[str] = "porous medium law (Barenblatt prior), learned on the blob particle flow"
 
     m: float | None = None
-    route: str = "blob"
     target: str | None = None
 
     def __post_init__(self) -> None:
         super().__post_init__()
         if self.m is not None and not (self.m > 1 and math.isfinite(self.m)):
             self.fail(f"m must be a number > 1, got {self.m}")
-        if self.route not in ROUTES:
-            self.fail(f"route must be one of {', '.join(ROUTES)}, got {self.route!r}")
         if self.route == "source":  # the network predicts a vector (B / sigma); say so in the SPEC
             object.__setattr__(self, "output", "vector")
             object.__setattr__(self, "target", "v" if self.target is None else self.target)
             if self.target not in TARGETS:
                 self.fail(f"target must be one of {', '.join(TARGETS)}, got {self.target!r}")
         elif self.target is not None:
-            self.fail("target applies to route=source only (route=blob regresses the velocity)")
+            self.fail("target applies to route=source only (the particle routes regress the velocity)")
+
+    @classmethod
+    def routes(cls) -> tuple[str, ...]:
+        return (*super().routes(), "source")
 
     @classmethod
     def upgrade(cls, options: dict[str, Any]) -> dict[str, Any]:
         if options.get("route") == "source":
             options.setdefault("target", "eps")  # stored before target existed: noise prediction
-        return options
+        return super().upgrade(options)
 
     def affine_path(self, t: float, dim: int) -> tuple[float, float, float] | None:
         """Source route: x_t = e^-t x0 + b(t) sigma eps; grad p = -b^(1-lambda) sigma E[eps | x], so
         E[x0 | x] = (x + b^lambda grad p) / e^-t. The blob route's marginals are not affine: None."""
         return self.integrator_path(t, dim) if self.route == "source" else None
-
-    @property
-    def end_time(self) -> float:
-        """Sampling ends at 1e-5 for the default t_min (1e-3, where training stops), else at t_min:
-        from h0 = 0.3 the exact flow has spread E|x|^2 by 22 % at t = 1e-3 and 0.04 % at 1e-5
-        (``benchmarks/sampler_end_points.md``); a learned field is evaluated below its training range
-        there, where dpmpp's source-type step damps it by b^lambda."""
-        default = type(self).__dataclass_fields__["t_min"].default
-        return min(self.t_min, SAMPLE_END) if self.t_min == default else self.t_min
 
     def integrator_path(self, t: float, dim: int) -> tuple[float, float, float]:
         """Both routes: the source route's path, the PME's spreading of a point mass (MATH.md
@@ -301,6 +291,11 @@ class PME(ParticleLaw):
                                f"use pme:m={target.m:g}")
             return RelaxingBarenblattField(target)
         return super().exact_field(target)
+
+    def pressure_of_noise(self, log_noise: Tensor, dim: int) -> Tensor:
+        """p = m/(m-1) rho^(m-1) = m/(m-1) D."""
+        m = self.exponent(dim)
+        return m / (m - 1.0) * torch.exp(log_noise)
 
     def pressure_ratio(self, field: Field, x: Tensor, t: Tensor) -> Tensor:
         """P(rho)/rho = rho^(m-1) = (m-1) p/m, zero outside the support."""

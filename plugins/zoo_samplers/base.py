@@ -7,7 +7,7 @@ from typing import Iterator
 
 from torch import Tensor
 
-from zoo.contracts import Sampler
+from zoo.contracts import Law, Sampler
 from zoo.grids import GRIDS
 
 
@@ -23,6 +23,21 @@ class GridSampler(Sampler):
     def check_alpha(self, alpha: float) -> None:
         if not (alpha >= 0 and math.isfinite(alpha)):
             self.fail(f"alpha must be a finite number >= 0, got {alpha}")
+
+
+@dataclass(frozen=True)
+class PathSampler(GridSampler):
+    """A sampler built on the law's integrator path (exponential integrators: dpmpp, unipc)."""
+
+    def order_options(self) -> None:
+        if self.order not in (2, 3):
+            self.fail(f"order must be 2 or 3, got {self.order}")
+
+    def unsupported(self, law: Law) -> str | None:
+        if law.integrator_path(law.T, 1) is None:
+            return (f"sampler {self.name!r} does not support law {law.name!r}: it needs a law that states an "
+                    "integrator path (heat, ve, vp, rf, pme)")
+        return super().unsupported(law)
 
 
 def intervals(grid: Tensor) -> Iterator[tuple[float, float, float]]:

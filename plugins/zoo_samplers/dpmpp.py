@@ -9,12 +9,12 @@ from typing import ClassVar
 import torch
 from torch import Tensor
 
-from zoo.contracts import Law, Noise, ReverseProcess
-from zoo_samplers.base import GridSampler, intervals
+from zoo.contracts import Noise, ReverseProcess
+from zoo_samplers.base import PathSampler, intervals
 
 
 @dataclass(frozen=True)
-class DPMSolverPP(GridSampler):
+class DPMSolverPP(PathSampler):
     """DPM-Solver++(2M / 3M): Lu et al. 2022, "DPM-Solver++: Fast solver for guided sampling of
     diffusion probabilistic models", Algorithm 2 (2M) and its third-order multistep extension (3M).
 
@@ -38,14 +38,7 @@ class DPMSolverPP(GridSampler):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        if self.order not in (2, 3):
-            self.fail(f"order must be 2 or 3, got {self.order}")
-
-    def unsupported(self, law: Law) -> str | None:
-        if law.integrator_path(law.T, 1) is None:
-            return (f"sampler {self.name!r} does not support law {law.name!r} here: it needs a law that states "
-                    "an integrator path (heat, ve, vp, rf, pme)")
-        return super().unsupported(law)
+        self.order_options()
 
     def sample(self, process: ReverseProcess, x: Tensor, grid: Tensor, noise: Noise) -> Tensor:
         path = functools.lru_cache(maxsize=None)(lambda s, dim=x[0].numel(): process.law.integrator_path(s, dim))

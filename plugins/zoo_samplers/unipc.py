@@ -9,14 +9,14 @@ from typing import ClassVar
 import torch
 from torch import Tensor
 
-from zoo.contracts import Law, Noise, ReverseProcess
-from zoo_samplers.base import GridSampler, intervals
+from zoo.contracts import Noise, ReverseProcess
+from zoo_samplers.base import PathSampler, intervals
 
 VARIANTS = ("bh1", "bh2")
 
 
 @dataclass(frozen=True)
-class UniPC(GridSampler):
+class UniPC(PathSampler):
     """UniPC: Zhao, Bai, Rao, Zhou & Lu 2023, "UniPC: A unified predictor-corrector framework for
     fast sampling of diffusion models" (NeurIPS), Algorithms 2-3 (multistep UniP-p with the UniC
     corrector, data prediction), as in its reference implementation (``multistep_uni_pc_bh_update``).
@@ -41,16 +41,9 @@ class UniPC(GridSampler):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        if self.order not in (2, 3):
-            self.fail(f"order must be 2 or 3, got {self.order}")
+        self.order_options()
         if self.variant not in VARIANTS:
             self.fail(f"variant must be one of {', '.join(VARIANTS)}, got {self.variant!r}")
-
-    def unsupported(self, law: Law) -> str | None:
-        if law.integrator_path(law.T, 1) is None:
-            return (f"sampler {self.name!r} does not support law {law.name!r}: it needs a law that states an "
-                    "integrator path (heat, ve, vp, rf, pme)")
-        return super().unsupported(law)
 
     def sample(self, process: ReverseProcess, x: Tensor, grid: Tensor, noise: Noise) -> Tensor:
         path = functools.lru_cache(maxsize=None)(lambda s, dim=x[0].numel(): process.law.integrator_path(s, dim))

@@ -1,9 +1,9 @@
 """Write tests/data/pinned_samples.npz: samples of heat, pme and custom with fixed fields and the
 built-in samplers. tests/test_pinned.py checks that today's tree reproduces them bit for bit.
 Re-pinned for issue 12, deliberately: samplers take a final step to t = 0 on laws with an
-integrator path (heat, pme) and pme's grid ends at 1e-5; with final=none and the old end the
-tree reproduced the issue-13 pins except 8 stochastic/rk45 keys that had already moved with the
-torch 2.14.1+cu130 build installed here (low bits).
+integrator path (heat, pme); with final=none the tree reproduced the issue-13 pins except 8
+stochastic/rk45 keys that had already moved with the torch 2.14.1+cu130 build installed here
+(low bits). Re-pinned for issue 11: custom's finer density table (prior moved by 5e-7).
 
     python tests/data/make_pinned.py    # only to re-pin after an intended change of numbers
 """
