@@ -136,12 +136,17 @@ def test_ctrl_c_at_three_stages_then_resume(tmp_path: Path) -> None:
     trained = torch.load(out / "runs" / train / "checkpoint.pt", weights_only=True)
     assert trained["step"] == 2000 and len(trained["losses"]) == 2000  # resumed from the Ctrl-C checkpoint
 
-    # 3. metrics
-    proc = _start([*args, "--resume"])
-    _wait_for(proc, lambda: _running(out, "evaluating metrics"), "metrics")
-    seconds, err = _interrupt(proc, group=True)
-    assert proc.returncode == 130 and seconds < LIMIT, (seconds, err)
-    assert "stopped while evaluating metrics" in err
+    # 3. metrics (a few ms on an idle machine: the signal may land in the next run or between runs; retry)
+    for _ in range(3):
+        proc = _start([*args, "--resume"])
+        _wait_for(proc, lambda: _running(out, "evaluating metrics"), "metrics")
+        seconds, err = _interrupt(proc, group=True)
+        assert proc.returncode == 130 and seconds < LIMIT, (seconds, err)
+        if "stopped while evaluating metrics" in err:
+            break
+        assert "runs finished and saved in" in err, err
+    else:
+        raise AssertionError(f"three Ctrl-C never landed in the metrics: {err}")
 
     # --resume completes; nothing finished was redone; the overspending rows failed: exit status 1
     done = subprocess.run([sys.executable, "-c", "from zoo.cli import main; main()", *args, "--resume"],
