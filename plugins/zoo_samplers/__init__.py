@@ -1,12 +1,13 @@
-"""Built-in samplers: deterministic (euler, heun, rk45, dpmpp, unipc) and stochastic (em, pc)."""
+"""Built-in samplers: deterministic (euler, heun, rk45, dpmpp, unipc, ddim) and stochastic (em, pc, euler_a)."""
 import zoo
+from zoo_samplers.ancestral import DDIM, EulerAncestral
 from zoo_samplers.dpmpp import DPMSolverPP
 from zoo_samplers.explicit import Euler, Heun
 from zoo_samplers.rk45 import RK45
 from zoo_samplers.stochastic import EulerMaruyama, PredictorCorrector
 from zoo_samplers.unipc import UniPC
 
-SAMPLERS = (Euler, Heun, RK45, DPMSolverPP, UniPC, EulerMaruyama, PredictorCorrector)
+SAMPLERS = (Euler, Heun, RK45, DPMSolverPP, UniPC, DDIM, EulerMaruyama, PredictorCorrector, EulerAncestral)
 
 
 @zoo.hookimpl
