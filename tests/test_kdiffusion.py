@@ -89,6 +89,17 @@ def test_zoo_reproduces_kdiffusion_from_the_same_noise(setup, zoo_name, peer_nam
     assert field.nfe == expected  # the peer's count too: Heun's last step (to sigma = 0) is Euler
 
 
+def test_lms_reproduces_kdiffusions_sample_lms(setup):
+    """zoo's lms (variable-step Adams-Bashforth, weights integrated exactly) against k-diffusion's
+    sample_lms (order 4, weights by scipy quadrature) on the same grid from the same start."""
+    k, registry, law, mixture, sigmas, x = setup
+    peer = k.sample_lms(denoiser(mixture), x.clone(), sigmas, disable=True)
+    field = law.exact_field(mixture)
+    ours = registry.create("sampler", "lms").sample(law.reverse(field), x.clone(), sigmas, None)
+    assert (ours - peer).abs().max().item() < 1e-5 and field.nfe == STEPS
+    assert (peer.norm(dim=1) - 2.0).abs().median().item() < 0.2
+
+
 @pytest.mark.parametrize("alpha", [1.0, 0.25])
 def test_euler_a_reproduces_kdiffusions_euler_ancestral_from_the_same_noise(setup, alpha):
     """k-diffusion's sample_euler_ancestral(eta) is zoo's euler_a with alpha = eta^2: same grid, same
