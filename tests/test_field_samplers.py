@@ -1,4 +1,4 @@
-"""Issue 12: the field's samplers. DDIM and its eta family, Euler ancestral, LMS and iPNDM:
+"""Issue 12: the field's samplers. DDIM and its eta family, Euler ancestral, LMS, iPNDM and DPM-Solver++(2S):
 measured orders against an exact flow, exact Gaussian marginals, the sampler that is another at
 alpha = 0, refusals where the mathematics does not hold, flow error to the exact end point.
 Exact fields only; measured values in comments, asserted with margins. k-diffusion's samplers
@@ -14,7 +14,7 @@ from zoo.errors import ZooError
 from zoo.registry import get_registry
 from zoo.sampling import generate
 from zoo_laws.heat import Heat
-from zoo_samplers import DDIM, IPNDM, LMS
+from zoo_samplers import DDIM, IPNDM, LMS, DPMSolverPP2S
 
 sys.path.insert(0, str(Path(__file__).parent))
 from test_end_points import gmm8_end  # noqa: E402,F401  (the fixture)
@@ -32,7 +32,8 @@ def problem() -> Problem:
     (LMS(history=2), 3.2, 4.2),  # AB2: 3.6
     (IPNDM(), 2.8, 3.8),  # fixed weights on unequal steps: second order in the end, ratios 4.1, 4.0, 3.25, 3.4
     (IPNDM(history=4), 2.9, 4.0),  # 8.6, 2.1, 3.4, 3.8
-], ids=["ddim", "lms", "lms2", "ipndm", "ipndm4"])
+    (DPMSolverPP2S(), 3.3, 4.2),  # second order, 2 NFE a step: ratios 3.4, 3.4, 3.65, 3.8
+], ids=["ddim", "lms", "lms2", "ipndm", "ipndm4", "dpmpp2s"])
 def test_convergence_order(problem, sampler, lo, hi):
     """Error ratio from 40 to 80 NFE against rk45 on the ring's exact heat field (before any final step),
     with the NFE counted exactly: one per step."""
@@ -101,6 +102,7 @@ def test_lms_reverses_every_law_and_ipndm_those_with_an_integrator_path():
     laws = {name: registry.create("law", name) for name in ("heat", "ve", "vp", "rf", "pme", "custom")}
     assert all(LMS().supports(law) for law in laws.values())
     assert all(IPNDM().supports(law) for name, law in laws.items() if name != "custom")
+    assert not DPMSolverPP2S().supports(laws["custom"]) and DPMSolverPP2S().supports(laws["pme"])
     assert IPNDM().unsupported(laws["custom"]) == ("sampler 'ipndm' does not support law 'custom': it needs a law "
                                                    "that states an integrator path (heat, ve, vp, rf, pme)")
 
@@ -110,6 +112,7 @@ def test_lms_reverses_every_law_and_ipndm_those_with_an_integrator_path():
     ("ipndm", 20, 0.006),  # 0.0039
     ("ddim", 20, 0.05),  # 0.035
     ("lms", 20, 0.025),  # 0.016
+    ("dpmpp2s", 20, 0.022),  # 0.0157 (dpmpp 0.0077: the multistep reuses its evaluations)
 ])
 def test_flow_error_to_the_end_point(gmm8_end, spec, nfe, bound):  # noqa: F811
     law, field, end, _ = gmm8_end
