@@ -32,13 +32,13 @@ def problem() -> Problem:
     (LMS(history=2), 3.2, 4.2),  # AB2: 3.6
     (IPNDM(), 2.8, 3.8),  # fixed weights on unequal steps: second order in the end, ratios 4.1, 4.0, 3.25, 3.4
     (IPNDM(history=4), 2.9, 4.0),  # 8.6, 2.1, 3.4, 3.8
-    (DPMSolverPP2S(), 3.3, 4.2),  # second order, 2 NFE a step: ratios 3.4, 3.4, 3.65, 3.8
+    (DPMSolverPP2S(), 3.2, 4.2),  # second order, 2 NFE a step (the last 1: 39 for 40): ratios 3.3, 3.4, 3.6, 3.8
 ], ids=["ddim", "lms", "lms2", "ipndm", "ipndm4", "dpmpp2s"])
 def test_convergence_order(problem, sampler, lo, hi):
     """Error ratio from 40 to 80 NFE against rk45 on the ring's exact heat field (before any final step),
     with the NFE counted exactly: one per step."""
     (coarse, counted), fine = (problem.error(sampler, 40), problem.solve(sampler, 40)[1]), problem.error(sampler, 80)
-    assert counted == 40 and lo < coarse / fine < hi, (coarse, fine)
+    assert counted == (39 if isinstance(sampler, DPMSolverPP2S) else 40) and lo < coarse / fine < hi, (coarse, fine)
 
 
 @pytest.fixture(scope="module")
@@ -112,7 +112,8 @@ def test_lms_reverses_every_law_and_ipndm_those_with_an_integrator_path():
     ("ipndm", 20, 0.006),  # 0.0039
     ("ddim", 20, 0.05),  # 0.035
     ("lms", 20, 0.025),  # 0.016
-    ("dpmpp2s", 20, 0.022),  # 0.0157 (dpmpp 0.0077: the multistep reuses its evaluations)
+    ("dpmpp2s", 10, 0.05),  # 0.038 (dpmpp 0.020: the multistep reuses its evaluations)
+    ("dpmpp2s", 20, 0.017),  # 0.012 (dpmpp 0.0077)
 ])
 def test_flow_error_to_the_end_point(gmm8_end, spec, nfe, bound):  # noqa: F811
     law, field, end, _ = gmm8_end
