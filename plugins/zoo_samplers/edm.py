@@ -36,13 +36,16 @@ class EDM(GridSampler):
     (x - D) / sigma from sigma_hat to sigma_{i+1}. As k-diffusion's ``sample_heun`` (which it
     reproduces on ve from the same noise) and zoo's heun, the last step is Euler's: K steps cost
     2K - 1 NFE. The raised level never exceeds the prior's, sigma(T) (EDM's S_tmax keeps below it).
-    EDM's ImageNet setting: ``edm:churn=40:s_tmin=0.05:s_tmax=50:s_noise=1.003`` with ``grid=edm``.
+    Its grid is EDM's (``grid=edm``, rho = 7 in sigma / alpha) by default. EDM's ImageNet setting:
+    ``edm:churn=40:s_tmin=0.05:s_tmax=50:s_noise=1.003``.
     """
 
     name: ClassVar[str] = "edm"
     summary: ClassVar[str] = "EDM's sampler: Heun in sigma/alpha with churn (Karras et al. 2022, Alg. 2), laws with affine marginals"
     order: ClassVar[int] = 2
 
+    grid: str = "edm"  # EDM's rho = 7 grid in sigma / alpha: on zoo's geometric grid in t the first Heun steps
+    # span sigma / alpha from sigma(T) (148 on heat, 999 on rf) to a few units, and the trapezoid blows up (vp, rf)
     churn: float = 0.0
     s_tmin: float = 0.0
     s_tmax: float = math.inf
