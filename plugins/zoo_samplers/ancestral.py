@@ -70,7 +70,9 @@ class DDIM(_Ancestral):
     ``eta`` = 0: deterministic, the first-order exponential integrator of the probability flow
     (DPM-Solver++ 1; Euler in sigma / alpha); eta = 1: DDPM's ancestral sampling (Ho et al. 2020).
     For small steps eta is the noise strength of the reverse-SDE family with alpha = eta^2 (MATH.md
-    section 6), which ``alpha`` reports. eta > 0 draws noise (Gaussian noise, as DDIM assumes).
+    section 6), which ``alpha`` reports. eta > 0 draws noise (Gaussian noise, as DDIM assumes); zoo
+    bench runs a ddim SPEC as written (not swept over its alpha grid: that is euler_a's role) and
+    records alpha = eta^2.
     One NFE per step; the final step to t = 0 (``final``) follows the grid's last step.
     """
 

@@ -36,7 +36,8 @@ class EDM(GridSampler):
     (x - D) / sigma from sigma_hat to sigma_{i+1}. As k-diffusion's ``sample_heun`` (which it
     reproduces on ve from the same noise) and zoo's heun, the last step is Euler's: K steps cost
     2K - 1 NFE. The raised level never exceeds the prior's, sigma(T) (EDM's S_tmax keeps below it).
-    Its grid is EDM's (``grid=edm``, rho = 7 in sigma / alpha) by default. EDM's ImageNet setting:
+    Its grid is EDM's (``grid=edm``, rho = 7 in sigma / alpha) by default. churn > 0 draws noise, but
+    it is not the reverse-SDE family: zoo bench runs an edm SPEC as written, with alpha 0 recorded. EDM's ImageNet setting:
     ``edm:churn=40:s_tmin=0.05:s_tmax=50:s_noise=1.003``.
     """
 
