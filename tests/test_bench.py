@@ -96,10 +96,14 @@ def test_alpha_zero_twin_of_a_deterministic_sampler_is_left_out() -> None:
     em0, euler = "em:alpha=0.0:grid=geometric:final=auto:schedule=const", "euler:grid=geometric:final=auto"
     assert _alphas(jobs, "em") == {1.0}  # em at alpha = 0 is euler, step for step
     assert _alphas(jobs, "pc") == {0.0, 1.0}  # pc at alpha = 0 still runs its Langevin corrector
-    assert notes == [f"{em0} gives exactly the samples of {euler}: left out (the {euler} rows stand for it)"]
+    ea0, ddim = "euler_a:alpha=0.0:grid=geometric:final=auto", "ddim:grid=geometric:final=auto:eta=0.0"
+    assert _alphas(jobs, "euler_a") == {1.0}  # euler_a at alpha = 0 is ddim
+    assert sorted(notes) == sorted([f"{em0} gives exactly the samples of {euler}: left out (the {euler} rows stand for it)",
+                                    f"{ea0} gives exactly the samples of {ddim}: left out (the {ddim} rows stand for it)"])
     rows = [make_row(j, {"status": "ok", "nfe": 5, "metrics": {}}, sweep, {}) for j in jobs]
     assert {r["sampler"] for r in rows if r["protocol"].get("stands_for") == [em0]} == {euler}
-    assert all("stands_for" not in r["protocol"] for r in rows if r["sampler"] != euler)
+    assert {r["sampler"] for r in rows if r["protocol"].get("stands_for") == [ea0]} == {ddim}
+    assert all("stands_for" not in r["protocol"] for r in rows if r["sampler"] not in (euler, ddim))
     # em named without alpha is swept over the grid; without euler in the bench its alpha = 0 stays
     assert _alphas(_samples(make_sweep(["heat", "em"], [DATA], b)), "em") == {0.0, 1.0}
     # named with alpha = 0 it runs as asked, beside euler

@@ -87,3 +87,53 @@ def test_zoo_reproduces_kdiffusion_from_the_same_noise(setup, zoo_name, peer_nam
     assert (peer.norm(dim=1) - 2.0).abs().median().item() < 0.2
     expected = {"euler": STEPS, "heun": 2 * STEPS - 1, "dpmpp": STEPS}[zoo_name]
     assert field.nfe == expected  # the peer's count too: Heun's last step (to sigma = 0) is Euler
+
+
+def test_lms_reproduces_kdiffusions_sample_lms(setup):
+    """zoo's lms (variable-step Adams-Bashforth, weights integrated exactly) against k-diffusion's
+    sample_lms (order 4, weights by scipy quadrature) on the same grid from the same start."""
+    k, registry, law, mixture, sigmas, x = setup
+    peer = k.sample_lms(denoiser(mixture), x.clone(), sigmas, disable=True)
+    field = law.exact_field(mixture)
+    ours = registry.create("sampler", "lms").sample(law.reverse(field), x.clone(), sigmas, None)
+    assert (ours - peer).abs().max().item() < 1e-5 and field.nfe == STEPS
+    assert (peer.norm(dim=1) - 2.0).abs().median().item() < 0.2
+
+
+@pytest.mark.parametrize("alpha", [1.0, 0.25])
+def test_euler_a_reproduces_kdiffusions_euler_ancestral_from_the_same_noise(setup, alpha):
+    """k-diffusion's sample_euler_ancestral(eta) is zoo's euler_a with alpha = eta^2: same grid, same
+    start, and k-diffusion's noise_sampler handed zoo's per-sample noise stream."""
+    from zoo.contracts import Noise
+
+    k, registry, law, mixture, sigmas, x = setup
+    stream = Noise(7, range(x.shape[0]), (2,), dtype=torch.float64)
+    peer = k.sample_euler_ancestral(denoiser(mixture), x.clone(), sigmas, disable=True, eta=alpha**0.5,
+                                    noise_sampler=lambda sigma, sigma_next: stream.randn())
+    field = law.exact_field(mixture)
+    ours = registry.create("sampler", f"euler_a:alpha={alpha}").sample(
+        law.reverse(field), x.clone(), sigmas, Noise(7, range(x.shape[0]), (2,), dtype=torch.float64))
+    assert (ours - peer).abs().max().item() < 1e-5 and field.nfe == STEPS
+    # the noise matters: without it the samples differ
+    assert (registry.create("sampler", "ddim").sample(law.reverse(field), x.clone(), sigmas, None) - peer).abs().max() > 0.01
+
+
+def test_edm_with_churn_reproduces_kdiffusions_sample_heun_from_the_same_noise(setup, monkeypatch):
+    """k-diffusion's sample_heun with EDM's churn (ImageNet settings: s_churn 40, s_tmin 0.05, s_tmax 50,
+    s_noise 1.003) is zoo's edm with the same options. k-diffusion draws torch.randn_like on every step
+    and adds it where the level is churned; zoo draws only there: the peer is handed zoo's stream there."""
+    from zoo.contracts import Noise
+
+    k, registry, law, mixture, sigmas, x = setup
+    churned = iter([0.05 <= float(s) <= 50.0 for s in sigmas[:-1]])
+    stream = Noise(5, range(x.shape[0]), (2,), dtype=torch.float64)
+    monkeypatch.setattr(torch, "randn_like", lambda y: stream.randn() if next(churned) else torch.zeros_like(y))
+    peer = k.sample_heun(denoiser(mixture), x.clone(), sigmas, disable=True, s_churn=40.0, s_tmin=0.05, s_tmax=50.0,
+                         s_noise=1.003)
+    monkeypatch.undo()
+    field = law.exact_field(mixture)
+    ours = registry.create("sampler", "edm:churn=40:s_tmin=0.05:s_tmax=50:s_noise=1.003").sample(
+        law.reverse(field), x.clone(), sigmas, Noise(5, range(x.shape[0]), (2,), dtype=torch.float64))
+    assert (ours - peer).abs().max().item() < 1e-5 and field.nfe == 2 * STEPS - 1
+    plain = registry.create("sampler", "heun").sample(law.reverse(field), x.clone(), sigmas, None)
+    assert (ours - plain).abs().max().item() > 0.01  # the churn's noise is in it
