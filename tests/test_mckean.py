@@ -97,7 +97,8 @@ def test_step_variance_is_the_ornstein_uhlenbeck_variance():
 def test_regression_target_has_the_exact_pressure_gradient_as_its_mean():
     """From the recorded McKean flow of a relaxing Barenblatt (d = 8, hold = 1), the least-squares
     slope of the grad p target against x_t is the exact field's -h(t)^(-lambda) (MATH.md 4),
-    within 6 % at every recorded interval: the sign, the factor D (not P' = m D) and the scale."""
+    within 6 % at every recorded interval: the sign, the factor D (not P' = m D) and the scale; and
+    the moment-matched linear part the network is measured from is the exact h^-lambda."""
     d, h0 = 8, 0.5
     m = default_m(d)
     lam = d * (m - 1) + 2
@@ -106,6 +107,9 @@ def test_regression_target_has_the_exact_pressure_gradient_as_its_mean():
     rows = law.prepare(barenblatt_sample(1500, d, m, g, h=h0).float(), g)
     for k in range(6):
         batch = {key: v[k * 1500:(k + 1) * 1500] for key, v in rows.items()}
+        # the moment-matched slope a = d E[D] / E|x|^2 is the exact linear field h^-lambda here
+        exact_a = float(relaxing_h(batch["lo"][:1], h0, d, m)) ** (-lam)
+        assert float(batch["a_lo"][0]) == pytest.approx(exact_a, rel=0.03), k
         num = den = 0.0
         for rep in range(6):
             x, t, grad = particles.mckean_targets(batch, law.energy(d), seeded_generator(rep, 7))
