@@ -15,6 +15,7 @@ import zoo
 import zoo.errors
 import zoo.io
 from zoo.cli import main
+from zoo_in_process import zoo_cli
 from zoo.contracts import seeded_generator
 from zoo.registry import get_registry
 from zoo_laws.heat import Heat
@@ -23,17 +24,6 @@ TINY_TRAIN = ["--law", "heat", "--network", "mlp:width=16:depth=1", "--dataset",
               "--steps", "30", "--batch-size", "32", "--device", "cpu"]
 EXACT = ["--law", "heat", "--network", "exact", "--dataset", "gmm8"]
 
-
-
-def zoo_cli(capsys, *args: str) -> tuple[int, str]:
-    """Run `zoo ARGS` in-process: (exit status, stderr)."""
-    capsys.readouterr()
-    try:
-        main([str(a) for a in args])
-        code = 0
-    except SystemExit as exc:
-        code = exc.code
-    return code, capsys.readouterr().err
 
 
 def one_line_error(capsys, *args: str) -> str:

@@ -14,17 +14,11 @@ from scipy.stats import kstest
 
 from zoo import mckean, particles
 from zoo.cli import main
+from zoo_in_process import zoo_cli
 from zoo.contracts import seeded_generator
 from zoo.errors import ZooError
 from zoo.registry import get_registry
 from zoo_laws.pme import PME, barenblatt_radius, barenblatt_sample, barenblatt_second_moment, default_m, relaxing_h
-
-
-def run_cli(args: list[str]) -> None:
-    try:
-        main(args)
-    except SystemExit as exc:
-        assert exc.code in (0, None)
 
 
 def test_knn_density_of_a_gaussian_is_unbiased_on_average():
@@ -130,15 +124,17 @@ def test_route_and_output_options():
     assert not registry.create("law", "pme:output=vector").noise_ready and PME().noise_ready
 
 
-def test_trained_on_the_mckean_route_every_sampler_runs(tmp_path):
+def test_trained_on_the_mckean_route_every_sampler_runs(tmp_path, capsys):
     """zoo train / zoo sample on d = 8 (route auto -> mckean): deterministic and stochastic
     samplers both run on the learned field and its level network (a tiny budget: behaviour, not quality)."""
     out = tmp_path / "run"
-    run_cli(["train", "--law", "pme:records=4:particles=300", "--dataset", "barenblatt:dim=8:n_train=300",
-             "--steps", "20", "--out", str(out)])
+    code, err = zoo_cli(capsys, "train", "--law", "pme:records=4:particles=300", "--dataset",
+                        "barenblatt:dim=8:n_train=300", "--steps", "20", "--out", out)
+    assert code in (0, None), err
     for sampler in ("heun", "em:alpha=1"):
         target = tmp_path / f"{sampler[:2]}.npz"
-        run_cli(["sample", "--checkpoint", str(out), "--sampler", sampler, "--nfe", "12", "--n", "50", "--out", str(target)])
+        code, err = zoo_cli(capsys, "sample", "--checkpoint", out, "--sampler", sampler, "--nfe", 12, "--n", 50, "--out", target)
+        assert code in (0, None), err
         samples = np.load(target)["samples"]
         assert samples.shape == (50, 8) and np.isfinite(samples).all()
 

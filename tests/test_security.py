@@ -23,7 +23,7 @@ from PIL import Image
 
 from zoo import io, lock
 from zoo.bench import budget, make_sweep, prepare_out, run_bench
-from zoo.cli import main
+from zoo_in_process import zoo_cli
 from zoo.contracts import Executor
 from zoo.errors import ZooError
 from zoo.spec import split_list
@@ -40,16 +40,6 @@ class Planted:
 
     def __reduce__(self):
         return os.system, (f"touch {self.marker}",)
-
-
-def zoo_cli(capsys, *args: Any) -> tuple[int, str]:
-    capsys.readouterr()
-    try:
-        main([str(a) for a in args])
-        code = 0
-    except SystemExit as exc:
-        code = exc.code
-    return code, capsys.readouterr().err
 
 
 def one_line_error(capsys, *args: Any) -> str:
