@@ -91,9 +91,12 @@ def _interrupt(proc: subprocess.Popen, group: bool) -> tuple[float, str]:
     return time.time() - start, err
 
 
-def _running(out: Path, stage: str) -> bool:
-    """A run without a result whose last log line is ``stage``."""
-    return any(log.rstrip().endswith(f"stage {stage}") and not (out / "runs" / run / "metrics.json").exists()
+def _running(out: Path, stage: str, before: dict[str, str]) -> bool:
+    """A run without a result whose last log line is ``stage``, written after ``before`` (the logs
+    when this bench started: a run an earlier bench left in that stage must not count, or the
+    signal lands while the new bench is still starting Python, before zoo handles it)."""
+    return any(log != before.get(run) and log.rstrip().endswith(f"stage {stage}")
+               and not (out / "runs" / run / "metrics.json").exists()
                for run, log in _logs(out).items())
 
 
@@ -114,7 +117,7 @@ def test_ctrl_c_at_three_stages_then_resume(tmp_path: Path) -> None:
 
     # 1. training, Ctrl-C from the terminal: the step in progress is finished and checkpointed
     proc = _start(args)
-    _wait_for(proc, lambda: _running(out, "training"), "training")
+    _wait_for(proc, lambda: _running(out, "training", {}), "training")
     train = next(run for run, log in _logs(out).items() if "stage training" in log)
     _wait_for(proc, (out / "runs" / train / "log.jsonl").exists, "the training loop")  # made just before it
     time.sleep(0.3)
@@ -126,8 +129,9 @@ def test_ctrl_c_at_three_stages_then_resume(tmp_path: Path) -> None:
     assert len(json.loads((out / "floors.json").read_text())) == 1  # the floors finished before: kept
 
     # 2. sampling, `kill -INT` of the bench alone, after the first row finished
+    before = _logs(out)
     proc = _start([*args, "--resume"])
-    _wait_for(proc, lambda: _ok_rows(out) and _running(out, "sampling"), "the second row's sampling")
+    _wait_for(proc, lambda: _ok_rows(out) and _running(out, "sampling", before), "the second row's sampling")
     seconds, err = _interrupt(proc, group=False)
     assert proc.returncode == 130 and seconds < LIMIT, (seconds, err)
     assert "stopped while sampling" in err
@@ -138,8 +142,9 @@ def test_ctrl_c_at_three_stages_then_resume(tmp_path: Path) -> None:
 
     # 3. metrics (a few ms on an idle machine: the signal may land in the next run or between runs; retry)
     for _ in range(3):
+        before = _logs(out)
         proc = _start([*args, "--resume"])
-        _wait_for(proc, lambda: _running(out, "evaluating metrics"), "metrics")
+        _wait_for(proc, lambda: _running(out, "evaluating metrics", before), "metrics")
         seconds, err = _interrupt(proc, group=True)
         assert proc.returncode == 130 and seconds < LIMIT, (seconds, err)
         if "stopped while evaluating metrics" in err:
