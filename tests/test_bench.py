@@ -98,12 +98,16 @@ def test_alpha_zero_twin_of_a_deterministic_sampler_is_left_out() -> None:
     assert _alphas(jobs, "pc") == {0.0, 1.0}  # pc at alpha = 0 still runs its Langevin corrector
     ea0, ddim = "euler_a:alpha=0.0:grid=geometric:final=auto", "ddim:grid=geometric:final=auto:eta=0.0"
     assert _alphas(jobs, "euler_a") == {1.0}  # euler_a at alpha = 0 is ddim
+    sde0, dpmpp = "dpmpp_sde:alpha=0.0:grid=geometric:final=auto", "dpmpp:order=2:grid=geometric:final=auto"
+    assert _alphas(jobs, "dpmpp_sde") == {1.0}  # dpmpp_sde at alpha = 0 is dpmpp
     assert sorted(notes) == sorted([f"{em0} gives exactly the samples of {euler}: left out (the {euler} rows stand for it)",
-                                    f"{ea0} gives exactly the samples of {ddim}: left out (the {ddim} rows stand for it)"])
+                                    f"{ea0} gives exactly the samples of {ddim}: left out (the {ddim} rows stand for it)",
+                                    f"{sde0} gives exactly the samples of {dpmpp}: left out (the {dpmpp} rows stand for it)"])
     rows = [make_row(j, {"status": "ok", "nfe": 5, "metrics": {}}, sweep, {}) for j in jobs]
     assert {r["sampler"] for r in rows if r["protocol"].get("stands_for") == [em0]} == {euler}
     assert {r["sampler"] for r in rows if r["protocol"].get("stands_for") == [ea0]} == {ddim}
-    assert all("stands_for" not in r["protocol"] for r in rows if r["sampler"] not in (euler, ddim))
+    assert {r["sampler"] for r in rows if r["protocol"].get("stands_for") == [sde0]} == {dpmpp}
+    assert all("stands_for" not in r["protocol"] for r in rows if r["sampler"] not in (euler, ddim, dpmpp))
     # em named without alpha is swept over the grid; without euler in the bench its alpha = 0 stays
     assert _alphas(_samples(make_sweep(["heat", "em"], [DATA], b)), "em") == {0.0, 1.0}
     # named with alpha = 0 it runs as asked, beside euler

@@ -80,7 +80,7 @@ def test_euler_a_is_ddims_eta_family_and_ddim_at_alpha_zero(gaussian):
     assert registry.create("sampler", "euler_a").stochastic
 
 
-@pytest.mark.parametrize("spec", ["ddim", "ddim:eta=1", "euler_a", "edm", "edm:churn=40"])
+@pytest.mark.parametrize("spec", ["ddim", "ddim:eta=1", "euler_a", "edm", "edm:churn=40", "dpmpp_sde"])
 def test_ancestral_samplers_refuse_laws_without_affine_marginals(spec):
     registry = get_registry()
     law, data = registry.create("law", "pme"), registry.create("dataset", "barenblatt:h0=0.3:dim=2:m=2")

@@ -1,5 +1,5 @@
-"""zoo's samplers reproduce a peer's: k-diffusion's (Crowson; 0.1.1) sample_euler, sample_heun and
-sample_dpmpp_2m on the same Karras grid, from the same noise, with the exact denoiser of the
+"""zoo's samplers reproduce a peer's: k-diffusion's (Crowson; 0.1.1) sample_euler, sample_heun,
+sample_dpmpp_2m (and the stochastic ones, handed zoo's noise) on the same Karras grid, from the same noise, with the exact denoiser of the
 8-Gaussian ring, match zoo's euler, heun and dpmpp on the ``ve`` law to 1e-5.
 
 k-diffusion is a test-only dependency, installed without its dependencies (`pip install --no-deps
@@ -116,6 +116,24 @@ def test_euler_a_reproduces_kdiffusions_euler_ancestral_from_the_same_noise(setu
     assert (ours - peer).abs().max().item() < 1e-5 and field.nfe == STEPS
     # the noise matters: without it the samples differ
     assert (registry.create("sampler", "ddim").sample(law.reverse(field), x.clone(), sigmas, None) - peer).abs().max() > 0.01
+
+
+@pytest.mark.parametrize("alpha", [1.0, 0.5, 0.0])
+def test_dpmpp_sde_reproduces_kdiffusions_dpmpp_2m_sde_from_the_same_noise(setup, alpha):
+    """k-diffusion's sample_dpmpp_2m_sde(eta, midpoint) is zoo's dpmpp_sde with alpha = eta; at
+    alpha = 0 both are DPM-Solver++(2M), zoo's dpmpp."""
+    from zoo.contracts import Noise
+
+    k, registry, law, mixture, sigmas, x = setup
+    stream = Noise(3, range(x.shape[0]), (2,), dtype=torch.float64)
+    peer = k.sample_dpmpp_2m_sde(denoiser(mixture), x.clone(), sigmas, disable=True, eta=alpha,
+                                 noise_sampler=lambda sigma, sigma_next: stream.randn())
+    field = law.exact_field(mixture)
+    ours = registry.create("sampler", f"dpmpp_sde:alpha={alpha}").sample(
+        law.reverse(field), x.clone(), sigmas, Noise(3, range(x.shape[0]), (2,), dtype=torch.float64))
+    assert (ours - peer).abs().max().item() < 1e-5 and field.nfe == STEPS
+    plain = registry.create("sampler", "dpmpp").sample(law.reverse(field), x.clone(), sigmas, None)
+    assert ((ours - plain).abs().max().item() > 0.01) == (alpha > 0)
 
 
 def test_edm_with_churn_reproduces_kdiffusions_sample_heun_from_the_same_noise(setup, monkeypatch):

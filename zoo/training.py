@@ -2,8 +2,8 @@
 
 One loop for every law: ``law.prepare`` once on the train split (cached in OUT, since for
 nonlinear laws it runs a particle flow), then Adam steps on seeded minibatches of
-``law.loss``, an exponential moving average (EMA) of the weights for sampling, and an atomic
-checkpoint every ``checkpoint_every`` steps and at the end.
+``law.loss``, an exponential moving average (EMA) of the weights for sampling, ``law.finish``
+on it after the last step, and an atomic checkpoint every ``checkpoint_every`` steps and at the end.
 
 All randomness of step k (the minibatch draw and the law's noise) comes from generators seeded
 by (seed, k): a resumed run replays exactly the steps an uninterrupted one takes, so the
@@ -361,6 +361,8 @@ def _train(config: TrainConfig, law: Law, network: Network, dataset: Dataset, ou
                 stop = interrupted() and step + 1 < config.steps
                 if writer and stop:
                     interrupts.say(f"saving checkpoint at step {step + 1} of {config.steps} to {out / CHECKPOINT}")
+                if step + 1 == config.steps:
+                    law.finish(ema.eval(), prepared)
                 if writer and (stop or (step + 1) % config.checkpoint_every == 0 or step + 1 == config.steps):
                     log.flush()
                     checkpoint(step + 1)

@@ -1,7 +1,7 @@
-"""Built-in samplers: deterministic (euler, heun, rk45, dpmpp, dpmpp2s, unipc, ddim, lms, ipndm, edm) and stochastic (em, pc, euler_a)."""
+"""Built-in samplers: deterministic (euler, heun, rk45, dpmpp, dpmpp2s, unipc, ddim, lms, ipndm, edm) and stochastic (em, pc, euler_a, dpmpp_sde)."""
 import zoo
 from zoo_samplers.ancestral import DDIM, EulerAncestral
-from zoo_samplers.dpmpp import DPMSolverPP
+from zoo_samplers.dpmpp import DPMSolverPP, DPMSolverPPSDE
 from zoo_samplers.edm import EDM
 from zoo_samplers.explicit import Euler, Heun
 from zoo_samplers.multistep import IPNDM, LMS
@@ -10,7 +10,8 @@ from zoo_samplers.singlestep import DPMSolverPP2S
 from zoo_samplers.stochastic import EulerMaruyama, PredictorCorrector
 from zoo_samplers.unipc import UniPC
 
-SAMPLERS = (Euler, Heun, RK45, DPMSolverPP, DPMSolverPP2S, UniPC, DDIM, LMS, IPNDM, EDM, EulerMaruyama, PredictorCorrector, EulerAncestral)
+SAMPLERS = (Euler, Heun, RK45, DPMSolverPP, DPMSolverPP2S, UniPC, DDIM, LMS, IPNDM, EDM, EulerMaruyama, PredictorCorrector, EulerAncestral,
+            DPMSolverPPSDE)
 
 
 @zoo.hookimpl
