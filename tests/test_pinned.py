@@ -1,5 +1,5 @@
 """heat, pme and custom give the samples in tests/data/pinned_samples.npz, written by
-tests/data/make_pinned.py (issue 13; re-pinned for issue 12's final step and pme's grid end).
+tests/data/make_pinned.py (issue 13; re-pinned for issue 12: the final step, pme's source-type final step).
 Bit for bit on the machine that wrote them; another CPU rounds float32 kernels differently
 (measured: up to 2e-7 of the samples' scale after a sampler's steps), and the custom law's finer
 density table (for d = 64) moved its prior by 5e-7: so the check is one millionth of each sample

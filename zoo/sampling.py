@@ -90,7 +90,7 @@ def generate(law: Law, field: Field, sampler: Sampler, *, n: int, nfe: int | Non
     if nfe is not None and not sampler.adaptive and nfe < sampler.least_nfe(law):
         final = sampler.final_step(law)
         raise ZooError(f"sampler {sampler.name!r} needs at least {sampler.least_nfe(law)} NFE per sample on law "
-                       f"{law.name!r} ({sampler.min_nfe()} for its steps{f', 1 for its final {final} step' if final else ''}"
+                       f"{law.name!r} ({sampler.min_nfe()} for its steps{f', {sampler.final_cost(law)} for its final {final} step' if final else ''}"
                        f"), got {nfe}")
     device = torch.device(device)
     # an adaptive sampler uses only the grid's ends

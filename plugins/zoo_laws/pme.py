@@ -237,6 +237,9 @@ class PME(ParticleLaw):
         b = float(source_scale(torch.tensor(float(t), dtype=torch.float64), lam))
         return math.exp(-t), b * sigma, b**lam
 
+    def source_exponent(self, dim: int) -> float:
+        return self.source_constants(dim)[0]
+
     def source_constants(self, dim: int) -> tuple[float, float]:
         """(lambda, sigma) of the source route for data of dimension ``dim``."""
         m = self.exponent(dim)

@@ -58,8 +58,9 @@ class UniPC(PathSampler):
             x_lin, b_h, rks, diffs, (rhos_p, rhos_c) = self._coefficients(x, path(t)[1], a_next, sigma_next, h,
                                                                           lams, preds, order)
             x = x_lin - a_next * b_h * sum((r * d for r, d in zip(rhos_p, diffs)), torch.zeros_like(x))
-            if i == len(steps) and final is None:
-                return x  # the last step is not corrected: its evaluation would be one NFE more
+            if i == len(steps) and final in (None, "source"):  # the last step is not corrected: its
+                # evaluation would be one NFE more (the source step evaluates at x itself, twice)
+                return x if final is None else process.finish(x, float(grid[-1]), final)
             pred = process.data_prediction(x, t_next)
             corr = sum((r * d for r, d in zip(rhos_c[:-1], diffs)), torch.zeros_like(x))
             x = x_lin - a_next * b_h * (corr + rhos_c[-1] * (pred - preds[-1]))
