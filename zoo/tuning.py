@@ -20,6 +20,7 @@ times and the search's protocol; ``zoo sample``/``zoo bench`` with ``grid=tuned`
 """
 from __future__ import annotations
 
+import copy
 import dataclasses
 import json
 import math
@@ -95,18 +96,29 @@ def _logits(law: Law, t: Tensor) -> np.ndarray:
     return np.log(steps[:-1] / steps[-1])
 
 
-def reference(law: Law, field: Field, sampler: Sampler, x: Tensor, tol: float = REFERENCE_TOL) -> Tensor:
-    """The end points the search aims at, float64 (n, *shape): the field's flow of x from T to
-    t_min by rk45 at rtol = atol = tol, then the sampler's own final step to t = 0, if it takes one."""
+def reference(law: Law, field: Field, sampler: Sampler, x: Tensor, tol: float = REFERENCE_TOL) -> tuple[Tensor, str]:
+    """The end points the search aims at, float64 (n, *shape), and how they were made: the field's
+    flow of x from T to t_min by rk45 at rtol = atol = tol in float64 (a learned network is copied
+    to float64; one that cannot run there is solved in float32 at tolerance 1e-5), then the
+    sampler's own final step to t = 0, if it takes one."""
     from zoo.sampling import BatchInvariant
     from zoo_samplers import RK45
 
-    process = law.reverse(BatchInvariant(field))
-    with torch.no_grad():
-        y = RK45(rtol=tol, atol=tol).sample(process, x.double(), torch.tensor([law.T, law.t_min], dtype=torch.float64),
-                                            None)
-        kind = sampler.final_step(law)
-        return (process.finish(y, law.t_min, kind) if kind is not None else y).double()
+    ends = torch.tensor([law.T, law.t_min], dtype=torch.float64)
+    kind = sampler.final_step(law)
+
+    def solve(f: Field, dtype: torch.dtype, tol: float) -> Tensor:
+        process = law.reverse(BatchInvariant(f))
+        with torch.no_grad():
+            y = RK45(rtol=tol, atol=tol).sample(process, x.to(dtype), ends, None)
+            return (process.finish(y, law.t_min, kind) if kind is not None else y).double()
+
+    what = f" from T to t_min{', then the sampler' + chr(39) + 's final ' + kind + ' step' if kind else ''}"
+    try:
+        return solve(copy.deepcopy(field).double(), torch.float64, tol), f"rk45:rtol={tol:g}:atol={tol:g}, float64" + what
+    except RuntimeError:  # a network that runs in float32 only
+        tol = max(tol, 1e-5)
+        return solve(field, torch.float32, tol), f"rk45:rtol={tol:g}:atol={tol:g}, float32" + what
 
 
 def search(law: Law, field: Field, sampler: Sampler, nfe: int, shape: tuple[int, ...], *, n: int = SEARCH_N,
@@ -124,7 +136,8 @@ def search(law: Law, field: Field, sampler: Sampler, nfe: int, shape: tuple[int,
     start_clock = time.perf_counter()
     steps = sampler.steps_within(nfe, law)
     x = prior_samples(law, shape, seed, range(n))
-    target = reference(law, field.to(device), sampler, x.to(device)).cpu()
+    target, made = reference(law, field.to(device), sampler, x.to(device), tol)
+    target = target.cpu()
     count = 0
 
     def objective(times: Tensor) -> float:
@@ -172,7 +185,7 @@ def search(law: Law, field: Field, sampler: Sampler, nfe: int, shape: tuple[int,
         "final": sampler.final_step(law),
         "search": {
             "n": n, "seed": seed, "evaluations": count, "max_evaluations": evals,
-            "reference": f"rk45:rtol={tol:g}:atol={tol:g} from T to t_min, then the sampler's final step",
+            "reference": made,
             "objective": "RMS over the search batch of |sample - reference|",
             "method": "Nelder-Mead on the softmax shares of log(T / t_min), from the better of the starts",
             "starts": {k: v[1] for k, v in starts.items()}, "start": start, "rms": best,
