@@ -11,8 +11,9 @@ reference solution of the same prior draws, on a small search batch with its own
 * parametrisation: positions in log t, the K steps' shares of log(T / t_min) a softmax of K - 1
   free numbers (the last is 0), so every point is a valid decreasing grid; zero is the geometric
   grid, the start; the EDM grid is tried too and the better of the two starts;
-* optimiser: Nelder-Mead (derivative-free: samplers read grid times as Python floats), a
-  bounded number of objective evaluations, each one generation of the search batch.
+* optimiser: Nelder-Mead (derivative-free: samplers read grid times as Python floats), restarted
+  from its result while that gains more than 0.1 %, within a bounded number of objective
+  evaluations, each one generation of the search batch (a grid where the sampler blows up scores 1e6).
 
 The result is stored in a ``grids.json`` (the `zoo train` run folder's, or a file named with
 --grids), keyed by law, network, data set, sampler SPEC (with ``grid=tuned``) and NFE, with the
@@ -152,7 +153,7 @@ def search(law: Law, field: Field, sampler: Sampler, nfe: int, shape: tuple[int,
             return FAILED  # the sampler blew up on this grid
         return float((y.double() - target).flatten(1).square().sum(1).mean().sqrt())
 
-    # the sampler must not draw noise: the search batch run with a noise that refuses to be drawn
+    # the sampler must not draw noise: one draw run with a noise that refuses to be drawn
     process = law.reverse(field.to(device), sampler.strength(law))
     with torch.no_grad():
         sampler.run(process, x[:1].to(device), law.time_grid(steps, "geometric"), _NoNoise(sampler.spec))
@@ -169,9 +170,9 @@ def search(law: Law, field: Field, sampler: Sampler, nfe: int, shape: tuple[int,
         def f(z: np.ndarray) -> float:
             return objective(_times(law, z))
 
-        z, rounds = _logits(law, best_t), 0
+        z = _logits(law, best_t)
         while count < evals:  # Nelder-Mead, restarted from its result while that still helps
-            dim, rounds = len(z), rounds + 1
+            dim = len(z)
             simplex = np.vstack([z] + [z + 0.5 * np.eye(dim)[i] for i in range(dim)])
             res = minimize(f, z, method="Nelder-Mead",
                            options={"maxfev": evals - count, "initial_simplex": simplex, "xatol": 1e-4, "fatol": 1e-7})
