@@ -175,7 +175,7 @@ def test_broken_plugins_are_one_line_and_unknown_names_point_to_them(capsys, tmp
 
 def test_did_you_mean_and_the_budget_hint(capsys) -> None:
     assert run(capsys, "bnech")[2] == ("zoo: no such command 'bnech' (did you mean 'bench'?) (commands: plugins, data, "
-                                       "train, sample, forward, evaluate, bench, report)\n")
+                                       "train, sample, tune, forward, evaluate, bench, report)\n")
     code, _, err = run(capsys, "bench", "--nfe", "10")
     assert code == 2 and "no such option --nfe: a bench takes nfe from --budget (smoke: 5,10;" in err
     assert "[overrides]" in err

@@ -504,9 +504,19 @@ def _run_sample(spec: dict[str, Any], folder: Path, out: Path) -> dict[str, Any]
     else:
         trained = untrained(spec["law"], spec["network"], spec["dataset"], device=spec["device"])
     shape = tuple(dataset.shape)
+    times, tuned = None, None
+    if sampler.grid == "tuned":  # searched for this row's field, sampler and NFE, on draws of their own seed
+        from zoo import tuning
+
+        stage(folder, "tuning the time grid")
+        entry = tuning.search(law, trained.field, sampler, spec["nfe"], shape, device=spec["device"])
+        entry["search"]["training_steps"] = trained.steps_done
+        key = tuning.grid_key(law.spec, network.spec, dataset.spec, sampler, spec["nfe"])
+        tuning.store(folder / tuning.GRIDS_FILE, key, entry)
+        times, tuned = entry["times"], {"file": f"runs/{folder.name}/{tuning.GRIDS_FILE}", "search": entry["search"]}
     stage(folder, "sampling")
     gen = generate(law, trained.field, sampler, n=spec["n"], nfe=spec["nfe"], shape=shape, seed=spec["seed"],
-                   batch_size=spec["batch_size"], device=spec["device"])
+                   batch_size=spec["batch_size"], device=spec["device"], times=times)
     ratio = nn_ratio(gen.samples, dataset.train())
     write_npz(folder / "samples.npz", samples=gen.samples.numpy(), grid=gen.grid.numpy(), nn_ratio=ratio)
     extra = {"law": law, "field": trained.field} if network.learned else {"law": law}
@@ -517,7 +527,8 @@ def _run_sample(spec: dict[str, Any], folder: Path, out: Path) -> dict[str, Any]
     evaluated["reference_split"] = spec["reference"]
     return {"nfe": gen.nfe, "metrics": _floats(values),
             "grid": {"kind": sampler.grid, "steps": len(gen.grid) - 1, "T": float(gen.grid[0]),
-                     "t_min": float(gen.grid[-1]), "final": sampler.final_step(law)},
+                     "t_min": float(gen.grid[-1]), "final": sampler.final_step(law),
+                     **({"times": gen.grid.tolist(), "tuned": tuned} if tuned else {})},
             "evaluation": evaluated, "training_steps": trained.steps_done}
 
 

@@ -1,7 +1,8 @@
 """Time grids for generation: decreasing forward times from T to t_min.
 
 The reverse flow is stiff near t = 0 (for PME abs(grad u) grows like 1/(lambda t), MATH.md
-section 6): uniform steps waste the budget, so the default is geometric (log) spacing.
+section 6): uniform steps waste the budget, so the default is geometric (log) spacing. ``tuned`` grids
+have no formula: their times are searched per model, sampler and NFE by `zoo tune` (zoo.tuning).
 """
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from torch import Tensor
 
 from zoo.errors import ZooError
 
-GRIDS = ("geometric", "uniform", "edm")
+GRIDS = ("geometric", "uniform", "edm", "tuned")
 
 
 def log_uniform_times(n: int, t_min: float, T: float, generator: torch.Generator) -> Tensor:
@@ -36,6 +37,8 @@ def time_grid(T: float, t_min: float, steps: int, kind: str = "geometric") -> Te
         s_max, s_min = math.sqrt(math.expm1(2 * T)), math.sqrt(math.expm1(2 * t_min))
         sigma = (s_max ** (1 / rho) + i * (s_min ** (1 / rho) - s_max ** (1 / rho))) ** rho
         t = 0.5 * torch.log1p(sigma**2)
+    elif kind == "tuned":
+        raise ZooError("grid=tuned has no formula: its times come from `zoo tune` (a grids.json)")
     else:
         raise ZooError(f"unknown time grid {kind!r} (grids: {', '.join(GRIDS)})")
     t[0], t[-1] = T, t_min  # exact ends, whatever the rounding

@@ -15,6 +15,7 @@ COMMANDS = {
     "data": "Export a data set split to an .npz file.",
     "train": "Train a velocity network for a law on a data set.",
     "sample": "Generate samples with a sampler.",
+    "tune": "Search a sampler's time grid for a model and an NFE budget.",
     "forward": "Run the forward particle flow of a law (blob method).",
     "evaluate": "Evaluate samples with the metric suite.",
     "bench": "Train, sample and evaluate a sweep of plugins; write a leaderboard.",
