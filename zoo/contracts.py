@@ -403,10 +403,10 @@ class Law(Plugin):
         """Scalar training loss of a learned network on one minibatch."""
         raise NotImplementedError
 
-    def finish(self, model: nn.Module, prepared: dict[str, Tensor]) -> None:
+    def finish(self, model: nn.Module, prepared: dict[str, Tensor], generator: torch.Generator) -> None:
         """After the last training step, on the averaged (EMA) model that sampling uses, with
-        :meth:`prepare`'s tensors: calibrate what the training left (route mckean corrects the
-        field's slope). By default nothing."""
+        :meth:`prepare`'s tensors and a seeded generator: calibrate what the training left (route
+        mckean corrects the field's slope). By default nothing."""
 
     def field(self, network: nn.Module) -> Field:
         """Wrap a trained network's output as a Field (counting its evaluations)."""

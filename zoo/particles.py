@@ -25,9 +25,9 @@ The network predicts sigma_t (grad p + a(t) x), sigma_t = sqrt(e^(2t) - 1) (orde
 grad p grows like 1/sigma_t at the start; for heat with a = 1 it is v prediction), with a(t) =
 d E[D] / E|x|^2 of the particles: the linear field whose flow moves the second moment as the
 particles do (exact for a relaxing Barenblatt, h^-lambda; measured: the learned field's error at
-t = 0.002 fell from 2.3 to 0.13 of the exact one, d = 64). After training, :meth:`McKeanModel.finish`
-removes the network's remaining component along x on the particles (the moment correction: the
-field then moves the second moment exactly as the particles do). Output ``both`` adds a
+t = 0.002 fell from 2.3 to 0.13 of the exact one, d = 64). After training, :func:`match_moments`
+adds c(t) x to the field so that its reverse flow moves the second moment as the particles did
+(the moment correction). Output ``both`` adds a
 small level network predicting log D(x, t), for the noise sqrt(2 alpha D) of the stochastic
 samplers. Output ``scalar`` instead regresses a pressure network on the kNN pressure F'(rho~) of
 the particles (grad p by autograd): measured worse (d = 64 Barenblatt: grad p 0.53-0.9 of the
@@ -53,6 +53,7 @@ OUTPUTS = ("auto", "vector", "scalar", "both")
 WIDTHS = ("auto", "spacing", "scaled")
 SCALED_MAX_DT = 0.01  # a scaled width allows long stable steps; this bounds the time-stepping error
 MOMENT_DRAWS = 100_000  # stationary draws that fix the moments the kNN density is calibrated to
+CALIBRATION_DRAWS = 1000  # reverse-flow samples that set a trained model's moment correction
 BLOB_MAX_DIM = 2  # route=auto: the blob flow up to this dimension, McKean-Vlasov particles above
 GAUSS_LEGENDRE = [torch.tensor(v, dtype=torch.float64) for v in np.polynomial.legendre.leggauss(8)]  # nodes, weights
 
@@ -213,8 +214,8 @@ class Level(nn.Module):
 class McKeanModel(nn.Module):
     """What route mckean trains: the user's network (``part="velocity"``), with output ``both`` a
     :class:`Level` (``part="level"``), and the tables of the moment-matched slope a(t_k) that the
-    network's output is measured from (filled by the loss and by :meth:`finish`, saved and averaged
-    with the weights) and of the moment correction c(t_k) (:meth:`finish`, after training)."""
+    network's output is measured from (filled by the loss and by :meth:`fill`, saved and averaged
+    with the weights) and of the moment correction c(t_k) (:func:`match_moments`, after training)."""
 
     def __init__(self, velocity: nn.Module, dim: int, records: int, level: bool) -> None:
         super().__init__()
@@ -247,26 +248,66 @@ class McKeanModel(nn.Module):
         return table[j - 1] + w * (table[j] - table[j - 1])
 
     @torch.no_grad()
-    def finish(self, prepared: dict[str, Tensor], chunk: int = 1024) -> None:
-        """Once trained, from :func:`record_mckean`'s rows: every a(t_k) (the loss fills only the
-        levels its minibatches saw), then the moment correction c(t_k) = E[x . res] / E|x|^2 over
-        the particles ``xl`` at t_k, res = out / sigma_t the network's deviation from -a x.
-
-        The exact field's deviation has no such component (a moves the second moment as the
-        particles do: E[x . grad p] = -d E[D]), but a network fitted to noisy targets keeps a
-        uniform slope error of 1-3 % (d = 64 Barenblatt), which the reverse flow amplifies from the
-        start's 15x stationary field into a 10 % second-moment error; subtracting c x removes it
-        (measured, rk45: M2 +10 % -> +0.8 %, radius-law KS 0.30 -> 0.045; benchmarks/mckean_highdim.md)."""
+    def fill(self, prepared: dict[str, Tensor]) -> None:
+        """Every a(t_k) from :func:`record_mckean`'s rows (the loss fills only the levels its
+        minibatches saw)."""
         self.table_t[prepared["k"]] = prepared["lo"].double()
         self.table_a[prepared["k"]] = prepared["a_lo"].double()
-        num, den = torch.zeros_like(self.table_c), torch.zeros_like(self.table_c)
-        for start in range(0, len(prepared["k"]), chunk):
-            x, t, k = (prepared[key][start:start + chunk] for key in ("xl", "tl", "k"))
-            res = self.velocity(x, t.to(x.dtype)).flatten(1).double() / noise_scale(t)[:, None]
-            flat = x.flatten(1).double()
-            num.index_add_(0, k, (res * flat).sum(1))
-            den.index_add_(0, k, flat.square().sum(1))
-        self.table_c.copy_(num / den.clamp_min(1e-300))
+
+
+@torch.no_grad()
+def match_moments(law: "ParticleLaw", model: McKeanModel, prepared: dict[str, Tensor], generator: torch.Generator,
+                  n: int = CALIBRATION_DRAWS) -> None:
+    """The moment correction c(t_k) of a trained mckean model: the learned reverse flow, run from n
+    prior draws down the recorded times, is made to change its log second moment between
+    consecutive t_k exactly as the particles' does (the particles' is within 0.5 % of the exact one
+    on the relaxing Barenblatt, d = 64).
+
+    The field moves ln E|x|^2 at the rate -2 + 2 (a + c - E[x . res] / E|x|^2) (res = out / sigma_t,
+    the network's deviation from -(a + c) x), so a network whose deviation keeps a component along x
+    moves the second moment too slowly or too fast; uncorrected, a 1-3 % slope error (d = 64) grew
+    into 10 % of second moment over the reverse flow from a start whose field is 15x the stationary
+    one. Per interval (Heun, steps of at most 15 % in t: one with the default 64 records; c
+    interpolated in log t like a): a trial with c(t_k) = c(t_k+1), then c(t_k) moved by the linear
+    response of the log second moment to it, and the interval run again (4 NFE per recorded time
+    and step). Measured against correcting on the particles themselves
+    (E[x . res] = 0 there): the reverse flow's samples are not the particles, and that left the
+    d = 64 Barenblatt's second moment 5 % high at t_min (benchmarks/mckean_highdim.md)."""
+    model.table_c.zero_()
+    xl, k = prepared["xl"], prepared["k"]
+    records = len(model.table_t)
+    sums = torch.zeros(records, dtype=torch.float64, device=xl.device).index_add_(0, k, xl.flatten(1).double().square().sum(1))
+    counts = torch.zeros(records, dtype=torch.float64, device=xl.device).index_add_(0, k, torch.ones_like(k, dtype=torch.float64))
+    log_m2 = torch.log(sums / counts).tolist()
+    shape = tuple(xl.shape[1:])
+    stationary = float(law.prior(MOMENT_DRAWS, shape, generator).double().flatten(1).square().sum(1).mean())
+    process = law.reverse(law.field(model))
+    y = law.prior(n, shape, generator).to(device=xl.device, dtype=xl.dtype)
+    moment = lambda v: math.log(float(v.flatten(1).double().square().sum(1).mean()))  # noqa: E731
+
+    def run(v: Tensor, t: float, t_next: float) -> Tensor:  # Heun, geometric steps of at most 15 % in t
+        steps = max(1, math.ceil(math.log(t / t_next) / 0.15))
+        nodes = [t * (t_next / t) ** (j / steps) for j in range(steps + 1)]
+        for s, s_next in zip(nodes[:-1], nodes[1:]):
+            d0 = process.ode_drift(v, s)
+            v = v + 0.5 * (s - s_next) * (d0 + process.ode_drift(v + (s - s_next) * d0, s_next))
+        return v
+
+    times = [law.T, *model.table_t.tolist()[::-1]]  # decreasing: T, t_(R-1), ..., t_0
+    levels = [math.log(stationary), *log_m2[::-1]]
+    for i in range(records):
+        t, t_next, here = times[i], times[i + 1], records - 1 - i
+        if i:  # the trial: c constant over the interval
+            model.table_c[here] = model.table_c[here + 1]
+        want = moment(y) + levels[i + 1] - levels[i]
+        trial = run(y, t, t_next)
+        if i == 0:  # above t_(R-1) the tables hold their last value: c weighs the whole interval
+            weight = t - t_next
+        else:  # int of the interpolation weight of t_next (linear in log t) over [t_next, t]
+            span = math.log(t / t_next)
+            weight = (t - t_next - t_next * span) / span
+        model.table_c[here] -= (want - moment(trial)) / (2.0 * weight)
+        y = run(y, t, t_next)
 
 
 def _drift_and_q(network: nn.Module, x: Tensor, t: Tensor, output: str, create_graph: bool) -> tuple[Tensor, Tensor | None]:
@@ -522,9 +563,10 @@ class ParticleLaw(Law):
             return mckean_loss(network, batch, self.energy(batch["xs"][0].numel()), generator, level)
         return regression_loss(network, batch, self.output_for("blob"))
 
-    def finish(self, model: nn.Module, prepared: dict[str, Tensor]) -> None:
+    def finish(self, model: nn.Module, prepared: dict[str, Tensor], generator: torch.Generator) -> None:
         if isinstance(model, McKeanModel) and "xl" in prepared:
-            model.finish(prepared)
+            model.fill(prepared)
+            match_moments(self, model, prepared, generator)
 
     def field(self, network: nn.Module) -> Field:
         return ParticleField(network, law=self)

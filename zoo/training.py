@@ -362,7 +362,7 @@ def _train(config: TrainConfig, law: Law, network: Network, dataset: Dataset, ou
                 if writer and stop:
                     interrupts.say(f"saving checkpoint at step {step + 1} of {config.steps} to {out / CHECKPOINT}")
                 if step + 1 == config.steps:
-                    law.finish(ema.eval(), prepared)
+                    law.finish(ema.eval(), prepared, seeded_generator(config.seed, 2**41))
                 if writer and (stop or (step + 1) % config.checkpoint_every == 0 or step + 1 == config.steps):
                     log.flush()
                     checkpoint(step + 1)
