@@ -96,7 +96,21 @@ class DDIM(_Ancestral):
 
 
 @dataclass(frozen=True)
-class EulerAncestral(_Ancestral):
+class NoisyAffineSampler(_Ancestral):
+    """A stochastic sampler of laws with affine marginals whose noise strength is the option ``alpha``
+    (euler_a, dpmpp_sde): the bench sweeps it over its alpha grid."""
+
+    stochastic: ClassVar[bool] = True
+
+    alpha: float = 1.0
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        self.check_alpha(self.alpha)
+
+
+@dataclass(frozen=True)
+class EulerAncestral(NoisyAffineSampler):
     """Euler ancestral: k-diffusion's ``sample_euler_ancestral`` (Crowson; used with Karras et al.
     2022's grids), for any law with affine marginals (heat, ve, vp, rf): an Euler step of the
     probability flow in sigma / alpha down to sigma_down, then fresh noise of std sigma_up, with
@@ -110,13 +124,6 @@ class EulerAncestral(_Ancestral):
 
     name: ClassVar[str] = "euler_a"
     summary: ClassVar[str] = "Euler ancestral (k-diffusion), DDIM's eta family with alpha = eta^2, laws with affine marginals (1 NFE/step)"
-    stochastic: ClassVar[bool] = True
-
-    alpha: float = 1.0
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        self.check_alpha(self.alpha)
 
     def eta_of(self) -> float:
         return math.sqrt(self.alpha)

@@ -10,7 +10,7 @@ import torch
 from torch import Tensor
 
 from zoo.contracts import Noise, ReverseProcess
-from zoo_samplers.ancestral import _Ancestral
+from zoo_samplers.ancestral import NoisyAffineSampler
 from zoo_samplers.base import PathSampler, intervals
 
 
@@ -82,7 +82,7 @@ class DPMSolverPP(PathSampler):
 
 
 @dataclass(frozen=True)
-class DPMSolverPPSDE(_Ancestral):
+class DPMSolverPPSDE(NoisyAffineSampler):
     """DPM-Solver++(2M) SDE: Lu et al. 2022, "DPM-Solver++: Fast solver for guided sampling of
     diffusion probabilistic models", section 5 (the SDE solver), in the multistep form of
     k-diffusion's ``sample_dpmpp_2m_sde`` (midpoint), for laws with affine marginals and Gaussian
@@ -99,13 +99,6 @@ class DPMSolverPPSDE(_Ancestral):
 
     name: ClassVar[str] = "dpmpp_sde"
     summary: ClassVar[str] = "DPM-Solver++(2M) SDE, data prediction, laws with affine marginals (1 NFE/step)"
-    stochastic: ClassVar[bool] = True
-
-    alpha: float = 1.0
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        self.check_alpha(self.alpha)
 
     def eta_of(self) -> float:
         return float(self.alpha)
