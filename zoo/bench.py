@@ -105,7 +105,7 @@ BUDGETS = {
     # about a minute on 2 CPU cores, every code path: for tests
     "smoke": Budget("smoke", steps=100, batch_size=256, image_batch_size=64, lr=2e-3, ema=0.0, n=200, nfe=(5, 10), alpha=(1.0,),
                     checkpoint_every=50, sampler_options={"rk45": {"rtol": 1e-2, "atol": 1e-2}}),
-    # the default, about 4 CPU-minutes (benchmarks/default_time.md): small's training (pme needs it: energy
+    # the default, about 5 CPU-minutes (benchmarks/default_time.md): small's training (pme needs it: energy
     # 0.035, 0.026, 0.016 after 600, 1000, 1500 steps, where heat is done at 600), half its samples, one
     # alpha, rk45 at the smoke tolerance (on the empirical field it counted 691 NFE at 1e-3)
     "quick": Budget("quick", steps=1500, batch_size=512, image_batch_size=128, lr=2e-3, ema=0.999, n=500,

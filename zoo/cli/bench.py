@@ -46,7 +46,7 @@ def _show(value: object) -> str:
                    "defaults.")
 @click.option("--dataset", "datasets", multiple=True, metavar="SPEC", help="Data set(s) (repeatable; default gmm8).")
 @click.option("--budget", "budget_name", default=None,
-              help="smoke | quick | small | full (default quick: about 4 CPU-minutes, benchmarks/default_time.md).")
+              help="smoke | quick | small | full (default quick: about 5 CPU-minutes, benchmarks/default_time.md).")
 @click.option("--executor", default=None, metavar="SPEC", help="Executor plugin (default local; e.g. local:workers=2).")
 @click.option("--out", default=None, type=click.Path(file_okay=False), help="Results folder (default zoo-bench).")
 @click.option("--resume", is_flag=True, help="Continue the sweep already in --out, skipping finished runs.")
