@@ -513,7 +513,9 @@ def _run_sample(spec: dict[str, Any], folder: Path, out: Path) -> dict[str, Any]
         entry["search"]["training_steps"] = trained.steps_done
         key = tuning.grid_key(law.spec, network.spec, dataset.spec, sampler, spec["nfe"])
         tuning.store(folder / tuning.GRIDS_FILE, key, entry)
-        times, tuned = entry["times"], {"file": f"runs/{folder.name}/{tuning.GRIDS_FILE}", "search": entry["search"]}
+        times, tuned = entry["times"], {"file": f"runs/{folder.name}/{tuning.GRIDS_FILE}",
+                                        "options": entry.get("options", {}), "search": entry["search"]}
+        sampler = tuning.with_options(sampler, entry)
     stage(folder, "sampling")
     gen = generate(law, trained.field, sampler, n=spec["n"], nfe=spec["nfe"], shape=shape, seed=spec["seed"],
                    batch_size=spec["batch_size"], device=spec["device"], times=times)

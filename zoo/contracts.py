@@ -557,6 +557,11 @@ class Sampler(Plugin):
         kind = self.final_step(law)
         return 0 if kind is None else FINAL_COST[kind]
 
+    def tuned_options(self, law: Law) -> tuple[str, ...]:
+        """Float options of this sampler that `zoo tune` fits on ``law`` together with the grid
+        (solver coefficients: dpmpp's ``reach``); none by default."""
+        return ()
+
     def least_nfe(self, law: Law) -> int:
         """The smallest budget zoo accepts on ``law``: one step, plus the final step."""
         return self.min_nfe() + self.final_cost(law)

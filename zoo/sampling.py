@@ -61,15 +61,16 @@ class BatchInvariant(Field):
 
 
 def checked_times(law: Law, times: Tensor | list[float], steps: int) -> Tensor:
-    """``times`` as a float64 grid of ``steps`` intervals from law.T down to law.t_min, or ZooError."""
+    """``times`` as a float64 grid of ``steps`` intervals from law.T down to law.t_min (or above), or ZooError."""
     t = torch.as_tensor(times, dtype=torch.float64).flatten()
     if len(t) != steps + 1:
         raise ZooError(f"a grid of {len(t) - 1} steps was given where the budget buys {steps}")
     if not torch.isfinite(t).all() or not bool((t[1:] < t[:-1]).all()):
         raise ZooError("grid times must be finite and strictly decreasing")
-    if not (math.isclose(float(t[0]), law.T, rel_tol=1e-9) and math.isclose(float(t[-1]), law.t_min, rel_tol=1e-9)):
-        raise ZooError(f"grid times must run from the law's T = {law.T:g} to its t_min = {law.t_min:g}, "
-                       f"got {float(t[0]):g} to {float(t[-1]):g}")
+    # a tuned grid may hand over to the final step above t_min; never below (a learned field stops there)
+    if not (math.isclose(float(t[0]), law.T, rel_tol=1e-9) and float(t[-1]) >= law.t_min * (1 - 1e-9)):
+        raise ZooError(f"grid times must run from the law's T = {law.T:g} down to its t_min = {law.t_min:g} "
+                       f"or above, got {float(t[0]):g} to {float(t[-1]):g}")
     return t
 
 
@@ -89,7 +90,7 @@ def generate(law: Law, field: Field, sampler: Sampler, *, n: int, nfe: int | Non
              seed: int = 0, batch_size: int = 1000, device: str | torch.device = "cpu",
              on_batch: Callable[[Tensor], None] | None = None, times: Tensor | None = None) -> Generated:
     """``nfe``: the budget per trajectory; None for an adaptive sampler, whose tolerances set its steps.
-    ``times``: the grid itself (decreasing from the law's T to its t_min, as many steps as the budget
+    ``times``: the grid itself (decreasing from the law's T to its t_min or above, as many steps as the budget
     buys), instead of the sampler's ``grid`` kind; a ``grid=tuned`` sampler needs them (zoo.tuning).
     ``on_batch``: receives each batch of samples (float32, CPU) as soon as it is done, and they are
     not kept (the result's ``samples`` is empty): memory stays that of one batch, whatever ``n``."""

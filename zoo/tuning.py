@@ -6,14 +6,19 @@ is) and moves the interior times to minimise the RMS distance between the sample
 reference solution of the same prior draws, on a small search batch with its own seed:
 
 * reference: the same field's flow from T to t_min solved by rk45 at a tight tolerance (float64),
-  then the sampler's own final step to t = 0 when it takes one (a grid cannot change that step,
-  and below t_min a learned field was never trained);
+  then the law's final step to t = 0 (heun; source on the PME): the end point samples are measured
+  at, whatever final step the sampler takes (below t_min a learned field was never trained);
 * parametrisation: positions in log t, the K steps' shares of log(T / t_min) a softmax of K - 1
   free numbers (the last is 0), so every point is a valid decreasing grid; zero is the geometric
   grid, the start; the EDM grid is tried too and the better of the two starts;
 * optimiser: Nelder-Mead (derivative-free: samplers read grid times as Python floats), restarted
   from its result while that gains more than 0.1 %, within a bounded number of objective
-  evaluations, each one generation of the search batch (a grid where the sampler blows up scores 1e6).
+  evaluations, each one generation of the search batch (a grid where the sampler blows up scores 1e6);
+* with a final denoising step the grid's end is searched too (the time the landing step takes over,
+  never below t_min), and a sampler's :meth:`~zoo.contracts.Sampler.tuned_options` (solver
+  coefficients: dpmpp's ``reach``, how far past its last data prediction it lands) with it; they are
+  stored with the times (measured: ``dpmpp:final=denoise`` reaches flow error 0.016 at 5 NFE on gmm8,
+  benchmarks/tuned_grids.md).
 
 The result is stored in a ``grids.json`` (the `zoo train` run folder's, or a file named with
 --grids), keyed by law, network, data set, sampler SPEC (with ``grid=tuned``) and NFE, with the
@@ -80,15 +85,21 @@ def check_tunable(law: Law, sampler: Sampler, nfe: int | None) -> None:
                        f"{law.name!r}, got {nfe}")
 
 
-def _times(law: Law, z: np.ndarray) -> Tensor:
-    """The grid (K+1,) whose steps' shares of log(T / t_min) are softmax([z, 0])."""
+def _times(law: Law, z: np.ndarray, end: float | None = None) -> Tensor:
+    """The grid (K+1,) from T to ``end`` (default t_min) whose steps' shares of log(T / end) are softmax([z, 0])."""
+    end = law.t_min if end is None else end
     logits = np.append(np.asarray(z, dtype=np.float64), 0.0)
     share = np.exp(logits - logits.max())
     share /= share.sum()
-    logs = math.log(law.T) - np.concatenate([[0.0], np.cumsum(share)]) * (math.log(law.T) - math.log(law.t_min))
+    logs = math.log(law.T) - np.concatenate([[0.0], np.cumsum(share)]) * (math.log(law.T) - math.log(end))
     t = torch.from_numpy(np.exp(logs))
-    t[0], t[-1] = law.T, law.t_min
+    t[0], t[-1] = law.T, end
     return t
+
+
+def _end(law: Law, e: float) -> float:
+    """The grid's end for the search variable e: t_min e^|e|, capped below T (e = 0: t_min)."""
+    return min(law.t_min * math.exp(abs(e)), law.T * 0.5)
 
 
 def _logits(law: Law, t: Tensor) -> np.ndarray:
@@ -100,13 +111,14 @@ def _logits(law: Law, t: Tensor) -> np.ndarray:
 def reference(law: Law, field: Field, sampler: Sampler, x: Tensor, tol: float = REFERENCE_TOL) -> tuple[Tensor, str]:
     """The end points the search aims at, float64 (n, *shape), and how they were made: the field's
     flow of x from T to t_min by rk45 at rtol = atol = tol in float64 (a learned network is copied
-    to float64; one that cannot run there is solved in float32 at tolerance 1e-5), then the
-    sampler's own final step to t = 0, if it takes one."""
+    to float64; one that cannot run there is solved in float32 at tolerance 1e-5), then the law's
+    own final step to t = 0 (heun, or source on the PME), where it has one: the end point every
+    sampler is measured at, whatever final step it takes itself (a field is not trusted below t_min)."""
     from zoo.sampling import BatchInvariant
     from zoo_samplers import RK45
 
     ends = torch.tensor([law.T, law.t_min], dtype=torch.float64)
-    kind = sampler.final_step(law)
+    kind = RK45().final_step(law)
 
     def solve(f: Field, dtype: torch.dtype, tol: float) -> Tensor:
         process = law.reverse(BatchInvariant(f))
@@ -114,7 +126,7 @@ def reference(law: Law, field: Field, sampler: Sampler, x: Tensor, tol: float = 
             y = RK45(rtol=tol, atol=tol).sample(process, x.to(dtype), ends, None)
             return (process.finish(y, law.t_min, kind) if kind is not None else y).double()
 
-    what = f" from T to t_min{', then the sampler' + chr(39) + 's final ' + kind + ' step' if kind else ''}"
+    what = f" from T to t_min{', then the final ' + kind + ' step' if kind else ''}"
     try:
         return solve(copy.deepcopy(field).double(), torch.float64, tol), f"rk45:rtol={tol:g}:atol={tol:g}, float64" + what
     except RuntimeError:  # a network that runs in float32 only
@@ -132,6 +144,8 @@ def search(law: Law, field: Field, sampler: Sampler, nfe: int, shape: tuple[int,
     from zoo.sampling import generate, prior_samples
 
     check_tunable(law, sampler, nfe)
+    options = sampler.tuned_options(law)
+    free_end = sampler.final_step(law) == "denoise"  # where the grid hands over to the landing step is free
     if n < 1 or evals < 1:
         raise ZooError(f"a search needs at least one draw and one evaluation, got n={n}, evals={evals}")
     start_clock = time.perf_counter()
@@ -141,11 +155,12 @@ def search(law: Law, field: Field, sampler: Sampler, nfe: int, shape: tuple[int,
     target = target.cpu()
     count = 0
 
-    def objective(times: Tensor) -> float:
+    def objective(times: Tensor, values: tuple[float, ...] = ()) -> float:
         nonlocal count
         count += 1
         try:
-            y = generate(law, field, sampler, n=n, nfe=nfe, shape=shape, seed=seed, batch_size=n, device=device,
+            run = dataclasses.replace(sampler, **dict(zip(options, values))) if options else sampler
+            y = generate(law, field, run, n=n, nfe=nfe, shape=shape, seed=seed, batch_size=n, device=device,
                          times=times).samples
         except ZooError as exc:
             if "draws noise" in str(exc):
@@ -166,29 +181,36 @@ def search(law: Law, field: Field, sampler: Sampler, nfe: int, shape: tuple[int,
             starts["edm"] = (edm, objective(edm))
     start = min(starts, key=lambda k: starts[k][1])
     best_t, best = starts[start]
-    if steps > 1 and evals > len(starts):
-        def f(z: np.ndarray) -> float:
-            return objective(_times(law, z))
+    values = tuple(float(getattr(sampler, name)) for name in options)
+    # the search variables: the grid's shares (K - 1), then the end's e (free end), then the options
+    grid_vars = steps - 1
+    unpack = lambda v: (_times(law, v[:grid_vars], _end(law, v[grid_vars]) if free_end else None),  # noqa: E731
+                        tuple(v[grid_vars + free_end:]))
+    if grid_vars + free_end + len(options) > 0 and evals > len(starts):
+        def f(v: np.ndarray) -> float:
+            return objective(*unpack(v))
 
-        z = _logits(law, best_t)
+        v = np.concatenate([_logits(law, best_t), [0.0] * free_end, values])
         while count < evals:  # Nelder-Mead, restarted from its result while that still helps
-            dim = len(z)
-            simplex = np.vstack([z] + [z + 0.5 * np.eye(dim)[i] for i in range(dim)])
-            res = minimize(f, z, method="Nelder-Mead",
+            dim = len(v)
+            simplex = np.vstack([v] + [v + 0.5 * np.eye(dim)[i] for i in range(dim)])
+            res = minimize(f, v, method="Nelder-Mead",
                            options={"maxfev": evals - count, "initial_simplex": simplex, "xatol": 1e-4, "fatol": 1e-7})
             gain = best - float(res.fun)
             if gain > 0:
-                best_t, best, z = _times(law, res.x), float(res.fun), res.x
+                (best_t, values), best, v = unpack(res.x), float(res.fun), res.x
             if gain <= 1e-3 * best:
                 break
     return {
         "times": [float(t) for t in best_t],
+        **({"options": {name: float(value) for name, value in zip(options, values)}} if options else {}),
         "final": sampler.final_step(law),
         "search": {
             "n": n, "seed": seed, "evaluations": count, "max_evaluations": evals,
             "reference": made,
             "objective": "RMS over the search batch of |sample - reference|",
-            "method": "Nelder-Mead on the softmax shares of log(T / t_min), from the better of the starts",
+            "method": ("Nelder-Mead on the softmax shares of log(T / end)" + (", the end (>= t_min)" if free_end else "")
+                       + "".join(f", {name}" for name in options) + ", from the better of the starts"),
             "starts": {k: v[1] for k, v in starts.items()}, "start": start, "rms": best,
             "seconds": round(time.perf_counter() - start_clock, 2),
         },
@@ -247,7 +269,12 @@ def tuned_times(trained: Any, sampler: Sampler, nfe: int, checkpoint: str | None
     if checkpoint is not None and tuned_at != trained.steps_done:
         raise ZooError(f"the grid in {str(path)!r} was tuned at training step {tuned_at}, the checkpoint is at "
                        f"step {trained.steps_done}: run `{command}` again")
-    return entry["times"], {"file": str(path), "key": key, "search": entry.get("search")}
+    return entry["times"], {"file": str(path), "key": key, "options": entry.get("options", {}), "search": entry.get("search")}
+
+
+def with_options(sampler: Sampler, entry: dict[str, Any]) -> Sampler:
+    """``sampler`` with the solver coefficients a tuned grid was fitted with (dpmpp's reach)."""
+    return dataclasses.replace(sampler, **entry.get("options") or {})
 
 
 def grids_file(checkpoint: str | None, grids: str | None, command: str) -> Path:

@@ -36,12 +36,33 @@ class DPMSolverPP(PathSampler):
     summary: ClassVar[str] = "DPM-Solver++ multistep (2M/3M), data prediction, laws with affine marginals (1 NFE/step)"
 
     order: int = 2
+    # with final=denoise: land on D_K + reach (D_K - D_(K-1)), D_K the data prediction at the grid's end,
+    # D_(K-1) the last step's; 0 lands on D_K. A solver coefficient for `zoo tune` to fit with the grid
+    reach: float = 0.0
 
     def __post_init__(self) -> None:
         super().__post_init__()
         self.order_options()
+        if not math.isfinite(self.reach):
+            self.fail(f"reach must be a finite number, got {self.reach}")
+        if self.reach != 0.0 and self.final != "denoise":
+            self.fail(f"reach applies to the final denoising step: give final=denoise, got final={self.final}")
+
+    def tuned_options(self, law) -> tuple[str, ...]:  # noqa: ANN001
+        return ("reach",) if self.final_step(law) == "denoise" else ()
+
+    def run(self, process: ReverseProcess, x: Tensor, grid: Tensor, noise: Noise) -> Tensor:
+        if self.reach == 0.0:
+            return super().run(process, x, grid, noise)
+        y, previous = self._integrate(process, x, grid)
+        d = process.data_prediction(y, float(grid[-1]))
+        return d + self.reach * (d - previous)
 
     def sample(self, process: ReverseProcess, x: Tensor, grid: Tensor, noise: Noise) -> Tensor:
+        return self._integrate(process, x, grid)[0]
+
+    def _integrate(self, process: ReverseProcess, x: Tensor, grid: Tensor) -> tuple[Tensor, Tensor]:
+        """x at the grid's end and the last data prediction made on the way."""
         path = functools.lru_cache(maxsize=None)(lambda s, dim=x[0].numel(): process.law.integrator_path(s, dim))
         lams: list[float] = []  # lambda at the times of the stored predictions, newest last
         preds: list[Tensor] = []  # x0_hat, newest last
@@ -55,7 +76,7 @@ class DPMSolverPP(PathSampler):
                 x = preds[-1]
                 continue
             x = self._step(x, sigma_next / sigma, a_next, math.log(a_next / sigma_next), lams, preds)
-        return x
+        return x, preds[-1]
 
     @staticmethod
     def _step(x: Tensor, ratio: float, a_next: float, lam_next: float, lams: list[float], preds: list[Tensor]) -> Tensor:

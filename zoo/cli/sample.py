@@ -58,6 +58,7 @@ def command(checkpoint: str | None, law: str | None, network: str | None, datase
     if sampler_.grid == "tuned":
         source = f"--checkpoint {checkpoint}" if checkpoint else f"--law {law} --network {network} --dataset {dataset}"
         times, tuned = tuning.tuned_times(trained, sampler_, budget, checkpoint, grids, source, sampler)
+        sampler_ = tuning.with_options(sampler_, tuned)
     shape = tuple(trained.dataset.shape)
     io.check_free_space(out, n * math.prod(shape) * 4, f"{n} samples of shape {shape}")
     # samples go to the file batch by batch: memory is one batch's, whatever --n; progress and the
