@@ -11,6 +11,16 @@ from zoo.contracts import Law, Noise, ReverseProcess
 from zoo_samplers.base import GridSampler, intervals
 
 
+def scaled_levels(process: ReverseProcess, x: Tensor, t: float, t_next: float) -> tuple[Tensor, float, float, float, float]:
+    """(D, a, sigma, a', sigma'): the data prediction at (x, t) (one NFE) and, on the law's affine path
+    x_t = a_t x0 + s_t z, the scale a and the noise level sigma = s / a at t and at t_next (sigma' = 0
+    at t_next = 0)."""
+    dim = x[0].numel()
+    a, s, _ = process.law.affine_path(t, dim)
+    a_next, s_next, _ = process.law.affine_path(t_next, dim)
+    return process.data_prediction(x, t), a, s / a, a_next, s_next / a_next
+
+
 def ancestral_step(process: ReverseProcess, x: Tensor, t: float, t_next: float, eta: float,
                    noise: Noise | None) -> Tensor:
     """One DDIM / ancestral step of x from forward time t to t_next < t (one NFE).
@@ -21,13 +31,9 @@ def ancestral_step(process: ReverseProcess, x: Tensor, t: float, t_next: float, 
     sigma_up^2), y' = y + (sigma_down - sigma) (y - D) / sigma + sigma_up z. At eta = 0 it is the
     Euler step of dy/dsigma = (y - D) / sigma, i.e. DDIM and DPM-Solver++ 1. A next time with
     s = 0 (a grid ending at t = 0) lands on D."""
-    dim = x[0].numel()
-    a, s, _ = process.law.affine_path(t, dim)
-    a_next, s_next, _ = process.law.affine_path(t_next, dim)
-    d = process.data_prediction(x, t)
-    if s_next == 0.0:
+    d, a, sigma, a_next, sigma_next = scaled_levels(process, x, t, t_next)
+    if sigma_next == 0.0:
         return d
-    sigma, sigma_next = s / a, s_next / a_next
     up = min(sigma_next, eta * sigma_next * math.sqrt(-math.expm1(2.0 * math.log(sigma_next / sigma)))) if eta else 0.0
     down = math.sqrt(sigma_next**2 - up**2) if up else sigma_next
     y = x / a

@@ -10,7 +10,7 @@ import torch
 from torch import Tensor
 
 from zoo.contracts import Noise, ReverseProcess
-from zoo_samplers.ancestral import NoisyAffineSampler
+from zoo_samplers.ancestral import NoisyAffineSampler, scaled_levels
 from zoo_samplers.base import PathSampler, intervals
 
 
@@ -128,17 +128,14 @@ class DPMSolverPPSDE(NoisyAffineSampler):
         return DPMSolverPP(grid=self.grid, final=self.final).spec if self.alpha == 0 else None
 
     def sample(self, process: ReverseProcess, x: Tensor, grid: Tensor, noise: Noise) -> Tensor:
-        dim, eta = x[0].numel(), float(self.alpha)
+        eta = float(self.alpha)
         if eta == 0:  # the same update; dpmpp's arithmetic, so that its rows stand for these exactly
             return DPMSolverPP(grid=self.grid, final=self.final).sample(process, x, grid, noise)
         previous, h_previous = None, None
         for t, t_next, _ in intervals(grid):
-            a, s, _ = process.law.affine_path(t, dim)
-            a_next, s_next, _ = process.law.affine_path(t_next, dim)
-            d = process.data_prediction(x, t)
-            if s_next == 0.0:
+            d, a, sigma, a_next, sigma_next = scaled_levels(process, x, t, t_next)
+            if sigma_next == 0.0:
                 return d
-            sigma, sigma_next = s / a, s_next / a_next
             h = math.log(sigma / sigma_next)
             kept = -math.expm1(-h - eta * h)  # 1 - e^(-(1 + alpha) h)
             y = (sigma_next / sigma) * math.exp(-eta * h) * (x / a) + kept * d
