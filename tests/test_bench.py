@@ -98,7 +98,7 @@ def test_alpha_zero_twin_of_a_deterministic_sampler_is_left_out() -> None:
     assert _alphas(jobs, "pc") == {0.0, 1.0}  # pc at alpha = 0 still runs its Langevin corrector
     ea0, ddim = "euler_a:alpha=0.0:grid=geometric:final=auto", "ddim:grid=geometric:final=auto:eta=0.0"
     assert _alphas(jobs, "euler_a") == {1.0}  # euler_a at alpha = 0 is ddim
-    sde0, dpmpp = "dpmpp_sde:alpha=0.0:grid=geometric:final=auto", "dpmpp:order=2:grid=geometric:final=auto"
+    sde0, dpmpp = "dpmpp_sde:alpha=0.0:grid=geometric:final=auto", "dpmpp:order=2:grid=geometric:final=auto:reach=0.0"
     assert _alphas(jobs, "dpmpp_sde") == {1.0}  # dpmpp_sde at alpha = 0 is dpmpp
     assert sorted(notes) == sorted([f"{em0} gives exactly the samples of {euler}: left out (the {euler} rows stand for it)",
                                     f"{ea0} gives exactly the samples of {ddim}: left out (the {ddim} rows stand for it)",
