@@ -13,22 +13,12 @@ block), so 100 % is out of reach for topk, which reads its row more than once.
 from __future__ import annotations
 
 import argparse
-import time
 
 import torch
 
+from blob_step import best_of  # benchmarks/, on the path when this script runs
 from zoo import mckean
 from zoo_laws.pme import PME
-
-
-def best_of(fn, repeats: int = 3) -> float:
-    fn()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return min(times)
 
 
 def roofline(n: int, d: int) -> dict[str, float]:
