@@ -226,7 +226,7 @@ class McKeanModel(nn.Module):
         self.register_buffer("table_c", torch.zeros(records, dtype=torch.float64))
 
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):  # noqa: ANN001, ANN002, ANN003
-        # checkpoints from before the moment correction: none
+        # a checkpoint from before the moment correction has no table_c: no correction
         state_dict.setdefault(prefix + "table_c", torch.zeros_like(self.table_c))
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
