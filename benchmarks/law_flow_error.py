@@ -14,8 +14,8 @@ from pathlib import Path
 import torch
 
 from zoo.registry import get_registry
+from sampler_end_points import exact_end, report  # benchmarks/, on the path when this script runs
 from zoo.sampling import generate, prior_samples
-from zoo_samplers import RK45
 
 LAWS = ("heat", "ve", "vp:schedule=cosine", "rf")
 
@@ -46,9 +46,7 @@ def main() -> None:
         run = lambda spec, nfe: generate(law, field, registry.create("sampler", spec), n=args.n, nfe=nfe,  # noqa: E731
                                          shape=(2,), seed=0)
         x = prior_samples(law, (2,), 0, range(args.n)).double()
-        ends = torch.tensor([law.T, 0.0], dtype=torch.float64)
-        end = RK45(rtol=1e-9, atol=1e-9).sample(law.reverse(field), x, ends, None).float()
-        check = RK45(rtol=1e-7, atol=1e-7).sample(law.reverse(field), x, ends, None).float()
+        end, check = exact_end(law, field, x), exact_end(law, field, x, tol=1e-7)
         ref_err = (check - end).square().sum(1).mean().sqrt().item()
         lines += [f"## {law.spec}", "",
                   f"reference: rk45 at 1e-7 is {ref_err:.1e} from it", "",
@@ -72,11 +70,7 @@ def main() -> None:
                 lines.append(f"| {name} | {grid} | " + " | ".join(cells) + " |")
         lines.append("")
         print("\n".join(lines[-(len(samplers) * 2 + 6):]), flush=True)
-    lines.append(f"Measured in {time.perf_counter() - start:.0f} s on one CPU thread.")
-    text = "\n".join(lines) + "\n"
-    if args.out:
-        args.out.write_text(text)
-    print(text)
+    report(lines, start, args.out)
 
 
 if __name__ == "__main__":
