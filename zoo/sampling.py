@@ -60,6 +60,15 @@ class BatchInvariant(Field):
         return grad, p
 
 
+def check_budget(law: Law, sampler: Sampler, nfe: int) -> None:
+    """ZooError unless ``nfe`` buys ``sampler`` one step and its final step on ``law``."""
+    if nfe < sampler.least_nfe(law):
+        final = sampler.final_step(law)
+        raise ZooError(f"sampler {sampler.name!r} needs at least {sampler.least_nfe(law)} NFE per sample on law "
+                       f"{law.name!r} ({sampler.min_nfe()} for its steps{f', {sampler.final_cost(law)} for its final {final} step' if final else ''}"
+                       f"), got {nfe}")
+
+
 def checked_times(law: Law, times: Tensor | list[float], steps: int) -> Tensor:
     """``times`` as a float64 grid of ``steps`` intervals from law.T down to law.t_min (or above), or ZooError."""
     t = torch.as_tensor(times, dtype=torch.float64).flatten()
@@ -104,11 +113,8 @@ def generate(law: Law, field: Field, sampler: Sampler, *, n: int, nfe: int | Non
         raise ZooError(f"batch size must be at least 1, got {batch_size}")
     if (why := sampler.unsupported(law)) is not None:
         raise ZooError(why)
-    if nfe is not None and not sampler.adaptive and nfe < sampler.least_nfe(law):
-        final = sampler.final_step(law)
-        raise ZooError(f"sampler {sampler.name!r} needs at least {sampler.least_nfe(law)} NFE per sample on law "
-                       f"{law.name!r} ({sampler.min_nfe()} for its steps{f', {sampler.final_cost(law)} for its final {final} step' if final else ''}"
-                       f"), got {nfe}")
+    if nfe is not None and not sampler.adaptive:
+        check_budget(law, sampler, nfe)
     device = torch.device(device)
     # an adaptive sampler uses only the grid's ends
     steps = 1 if sampler.adaptive else sampler.steps_within(nfe, law)

@@ -42,6 +42,7 @@ from zoo.contracts import Field, Law, Noise, Sampler
 from zoo.errors import ZooError
 from zoo.io import write_json
 from zoo.safe import read_text
+from zoo.sampling import check_budget
 
 GRIDS_FILE = "grids.json"  # in a `zoo train` run folder
 SEARCH_N = 256  # draws in the search batch
@@ -80,9 +81,10 @@ def check_tunable(law: Law, sampler: Sampler, nfe: int | None) -> None:
         raise ZooError(f"sampler {sampler.name!r} is adaptive: its tolerances, not a grid, set its steps")
     if (why := sampler.unsupported(law)) is not None:
         raise ZooError(why)
-    if nfe is None or nfe < sampler.least_nfe(law):
+    if nfe is None:
         raise ZooError(f"sampler {sampler.name!r} needs at least {sampler.least_nfe(law)} NFE per sample on law "
                        f"{law.name!r}, got {nfe}")
+    check_budget(law, sampler, nfe)
 
 
 def _times(law: Law, z: np.ndarray, end: float | None = None) -> Tensor:
